@@ -1,0 +1,161 @@
+// The storage interface: customers, tokens, loop events and the reads.
+//
+// Everything that touches a database goes through lgr::Store, so that a
+// second backend (PostgreSQL, for several hosts sharing one store) can be
+// added beside the SQLite one without touching the validator, the routes or
+// the C API. No SQL appears outside the backend's own files.
+//
+// Contract for every backend:
+// - Thread safety: one Store is used concurrently from many threads.
+// - append() returns only after the event is durably committed; a failed
+//   append() leaves nothing of the event behind.
+// - Every read is scoped to one customer id and never returns another's rows.
+// - close() is idempotent; after it every call fails with ErrorCode::closed.
+#pragma once
+
+#include "error.hpp"
+#include "loop_event.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace lgr {
+
+// ---- Customers and tokens -------------------------------------------------
+
+struct IssuedToken {
+  std::string customer_id;  // "cust_" + 16 lowercase hex
+  std::string token;        // "lgk_" + 32 base64url; shown exactly once
+};
+
+struct CustomerInfo {
+  std::string customer_id;
+  std::string name;
+  std::optional<std::string> email;
+  std::int64_t created_at = 0;
+  std::optional<std::int64_t> last_seen_at;
+  std::int64_t active_tokens = 0;
+  std::int64_t event_count = 0;
+};
+
+// ---- Reads ------------------------------------------------------------------
+
+struct OutcomeCount {
+  std::string outcome;
+  std::int64_t count = 0;
+};
+
+struct WorkloadCount {
+  std::optional<std::string> workload_id;  // null workloads count together
+  std::int64_t count = 0;
+};
+
+struct StatsTotals {
+  std::int64_t event_count = 0;
+  std::int64_t total_iterations = 0;
+  std::int64_t total_savings = 0;
+  std::int64_t rollbacks = 0;
+};
+
+struct Stats {
+  std::vector<OutcomeCount> outcomes;    // ordered by count desc, outcome asc
+  StatsTotals totals;
+  std::vector<WorkloadCount> workloads;  // top `workload_limit` by count desc
+};
+
+struct StatsQuery {
+  std::string customer_id;
+  std::int64_t since = 0;  // inclusive lower bound on timestamp_hour
+  int workload_limit = 50;
+};
+
+struct ProfileRow {
+  std::int64_t timestamp_hour = 0;
+  std::optional<std::string> workload_id;
+  std::optional<double> profile_min;
+  std::optional<double> profile_max;
+  std::optional<double> profile_median;
+  std::int64_t profile_samples = 0;
+  std::string outcome;
+  std::int64_t iterations_used = 0;
+  std::optional<double> gain_margin;
+};
+
+struct ProfilesQuery {
+  std::string customer_id;
+  std::optional<std::string> workload_id;  // nullopt: every workload
+  std::int64_t since = 0;
+  int limit = 1000;
+};
+
+struct EventRow {
+  std::int64_t timestamp_hour = 0;
+  std::optional<std::string> workload_id;
+  std::string outcome;
+  std::int64_t iterations_used = 0;
+  std::optional<double> gain_margin;
+  std::optional<double> profile_max;
+  std::optional<std::int64_t> savings_vs_fixed_cap;
+  std::string library_version;
+};
+
+struct EventsQuery {
+  std::string customer_id;
+  std::int64_t since = 0;
+  bool rollbacks_only = false;
+  int limit = 500;
+};
+
+// ---- The interface ----------------------------------------------------------
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Customers and tokens.
+  virtual Result<IssuedToken> create_customer(
+      std::string_view name, std::optional<std::string_view> email) = 0;
+  // New token; the customer's other tokens expire after grace_seconds.
+  virtual Result<std::string> rotate_token(std::string_view customer_id,
+                                           std::int64_t grace_seconds) = 0;
+  virtual Status revoke_customer(std::string_view customer_id) = 0;
+  virtual Status delete_customer(std::string_view customer_id) = 0;
+  virtual Result<std::vector<CustomerInfo>> list_customers() = 0;
+  // The customer owning `token` (a plain bearer token, possibly empty or
+  // malformed), or nullopt. Always hashes and looks up, whatever the input.
+  virtual Result<std::optional<std::string>> authenticate(
+      std::string_view token) = 0;
+
+  // Events. Blocks until the event is committed.
+  virtual Status append(std::string_view customer_id,
+                        const LoopEvent& event) = 0;
+
+  // Reads.
+  virtual Result<Stats> stats(const StatsQuery& query) = 0;
+  virtual Result<std::vector<ProfileRow>> profiles(
+      const ProfilesQuery& query) = 0;
+  virtual Result<std::vector<EventRow>> events(const EventsQuery& query) = 0;
+
+  // Flushes queued work and closes. Idempotent.
+  virtual Status close() = 0;
+};
+
+// Log sink used by the store and the receiver: level as lgr_log_level.
+using LogFunction = std::function<void(int level, std::string_view message)>;
+
+struct SqliteStoreOptions {
+  std::string path = "./var/telemetry.db";
+  // Seconds since the epoch; the receiver passes its (possibly fixed) clock.
+  std::function<std::int64_t()> now;
+  LogFunction log;  // may be empty
+};
+
+// Opens (creating and migrating if needed) a SQLite-backed store.
+Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options);
+
+}  // namespace lgr
