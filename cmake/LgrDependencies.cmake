@@ -12,3 +12,8 @@ pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 if(LGR_BUILD_TESTS)
   find_package(doctest REQUIRED CONFIG)
 endif()
+# The executables parse their command lines with Boost.Program_options from
+# the same Boost release.
+if(LGR_BUILD_EXAMPLES)
+  find_package(Boost 1.81.0 EXACT REQUIRED COMPONENTS program_options CONFIG)
+endif()

@@ -9,9 +9,16 @@ int Error::http_status() const noexcept {
     case ErrorCode::invalid_timestamp_hour:
     case ErrorCode::invalid_query:
     case ErrorCode::invalid_argument:
+    case ErrorCode::bad_request:
       return 400;
     case ErrorCode::unauthorized:
       return 401;
+    case ErrorCode::browser_requests_not_allowed:
+      return 403;
+    case ErrorCode::method_not_allowed:
+      return 405;
+    case ErrorCode::unsupported_media_type:
+      return 415;
     case ErrorCode::not_found:
     case ErrorCode::customer_not_found:
       return 404;
@@ -47,6 +54,11 @@ std::string_view error_code_name(ErrorCode code) noexcept {
     case ErrorCode::invalid_query: return "invalid_query";
     case ErrorCode::not_found: return "not_found";
     case ErrorCode::invalid_argument: return "invalid_argument";
+    case ErrorCode::bad_request: return "bad_request";
+    case ErrorCode::method_not_allowed: return "method_not_allowed";
+    case ErrorCode::browser_requests_not_allowed:
+      return "browser_requests_not_allowed";
+    case ErrorCode::unsupported_media_type: return "unsupported_media_type";
     case ErrorCode::customer_not_found: return "customer_not_found";
     case ErrorCode::storage_error: return "storage_error";
     case ErrorCode::busy: return "busy";

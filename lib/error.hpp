@@ -28,6 +28,10 @@ enum class ErrorCode {
   invalid_query,
   not_found,
   invalid_argument,
+  bad_request,
+  method_not_allowed,
+  browser_requests_not_allowed,
+  unsupported_media_type,
   // Storage and lifetime.
   customer_not_found,
   storage_error,

@@ -1,1 +1,339 @@
-// Placeholder until this module lands.
+#include "http_routes.hpp"
+
+#include "read_json.hpp"
+
+#include <loopgain/receiver.h>
+
+#include <charconv>
+
+namespace lgr {
+
+namespace {
+
+constexpr std::string_view kIngestPath = "/v1/aggregate";
+
+enum class Route { ingest, stats, profiles, events, health, unknown };
+
+Route route_of(std::string_view path) {
+  if (path == kIngestPath) return Route::ingest;
+  if (path == "/v1/stats") return Route::stats;
+  if (path == "/v1/profiles") return Route::profiles;
+  if (path == "/v1/events") return Route::events;
+  if (path == "/health") return Route::health;
+  return Route::unknown;
+}
+
+void add_security_headers(HttpResponse& r) {
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("Referrer-Policy", "no-referrer");
+}
+
+HttpResponse json_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  add_security_headers(r);
+  return r;
+}
+
+}  // namespace
+
+HttpResponse error_http_response(const Error& error) {
+  HttpResponse r = json_response(error.http_status(), render_error(error));
+  switch (error.code) {
+    case ErrorCode::unauthorized:
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      break;
+    case ErrorCode::busy:
+    case ErrorCode::closed:
+      r.headers.emplace_back("Retry-After", "1");
+      break;
+    default:
+      break;
+  }
+  return r;
+}
+
+namespace {
+
+HttpResponse method_not_allowed(std::string_view allow) {
+  HttpResponse r = error_http_response(make_error(
+      ErrorCode::method_not_allowed, "",
+      "this route accepts " + std::string(allow)));
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+// Read routes (and /health) may be called from allowed browser origins.
+void add_cors_headers(const Receiver& receiver, const HttpRequest& request,
+                      HttpResponse& r) {
+  if (!request.origin || !receiver.cors_origin_allowed(*request.origin)) {
+    return;
+  }
+  r.headers.emplace_back("Access-Control-Allow-Origin",
+                         std::string(*request.origin));
+  r.headers.emplace_back("Vary", "Origin");
+}
+
+HttpResponse preflight(const Receiver& receiver, const HttpRequest& request,
+                       Route route) {
+  // The ingest route is server-to-server only; a preflight is always a
+  // browser asking.
+  if (route == Route::ingest) {
+    return error_http_response(make_error(
+        ErrorCode::browser_requests_not_allowed, "",
+        "the ingest route does not accept browser requests"));
+  }
+  HttpResponse r = json_response(204, "");
+  if (route == Route::health) {
+    r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  } else {
+    add_cors_headers(receiver, request, r);
+  }
+  r.headers.emplace_back("Access-Control-Allow-Methods", "GET, OPTIONS");
+  r.headers.emplace_back("Access-Control-Allow-Headers",
+                         "Authorization, Content-Type");
+  r.headers.emplace_back("Access-Control-Max-Age", "86400");
+  return r;
+}
+
+HttpResponse health(const Receiver& receiver) {
+  (void)receiver;
+  HttpResponse r = json_response(
+      200,
+      R"({"status":"ok","service":"loopgain-receiver","version":")"
+      LGR_VERSION_STRING R"(","api":"v1","payload_schema_versions":[1,2,3,4]})");
+  // Liveness is public, as it was in the original service.
+  r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  return r;
+}
+
+bool is_json_media_type(std::string_view content_type) {
+  // "application/json", optionally with parameters such as charset.
+  constexpr std::string_view kJson = "application/json";
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  if (type.size() != kJson.size()) return false;
+  for (std::size_t i = 0; i < type.size(); ++i) {
+    char c = type[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != kJson[i]) return false;
+  }
+  return true;
+}
+
+HttpResponse ingest(Receiver& receiver, const HttpRequest& request) {
+  if (request.origin) {
+    return error_http_response(make_error(
+        ErrorCode::browser_requests_not_allowed, "",
+        "the ingest route does not accept browser requests"));
+  }
+  auto customer = receiver.authenticate(request.authorization.value_or(""));
+  if (!customer) return error_http_response(customer.error());
+
+  const std::size_t cap = receiver.options().max_body_bytes;
+  if (request.content_length) {
+    std::uint64_t announced = 0;
+    const auto& cl = *request.content_length;
+    auto [end, ec] = std::from_chars(cl.data(), cl.data() + cl.size(),
+                                     announced);
+    if (ec != std::errc() || end != cl.data() + cl.size()) {
+      return error_http_response(make_error(ErrorCode::bad_request, "",
+                                       "Content-Length is not a number"));
+    }
+    if (announced > cap) {
+      return error_http_response(make_error(
+          ErrorCode::payload_too_large, "",
+          "the body may be at most " + std::to_string(cap) + " bytes"));
+    }
+    if (announced != request.body.size()) {
+      return error_http_response(make_error(
+          ErrorCode::bad_request, "",
+          "Content-Length does not match the body received"));
+    }
+  }
+  if (request.content_type && !is_json_media_type(*request.content_type)) {
+    return error_http_response(make_error(ErrorCode::unsupported_media_type, "",
+                                     "the body must be application/json"));
+  }
+
+  auto outcome = receiver.ingest_for(*customer, request.body);
+  HttpResponse r = outcome ? json_response(202, render_ingest_accepted(
+                                                    outcome->redacted,
+                                                    outcome->ignored))
+                           : error_http_response(outcome.error());
+  r.customer_id = std::move(*customer);
+  return r;
+}
+
+// The parameters each read understands. Others are ignored, as the
+// original service did: later dashboards send filters this version does
+// not implement, and refusing them would break those dashboards.
+struct ReadParams {
+  std::optional<std::string> workload_id;
+  int since_hours = 0;
+  bool rollbacks_only = false;
+};
+
+Error invalid_query(std::string_view name, std::string message) {
+  return make_error(ErrorCode::invalid_query, std::string(name),
+                    std::move(message));
+}
+
+Result<ReadParams> read_params(Route route, std::string_view raw_query) {
+  auto params = parse_query(raw_query);
+  if (!params) return params.error();
+
+  ReadParams out;
+  bool seen_workload = false, seen_since = false, seen_rollbacks = false;
+  for (const auto& p : *params) {
+    if (route == Route::profiles && p.name == "workload_id") {
+      if (seen_workload) return invalid_query(p.name, "given twice");
+      seen_workload = true;
+      out.workload_id = p.value;  // length and text checked by Receiver
+    } else if (route == Route::profiles && p.name == "since_hours") {
+      if (seen_since) return invalid_query(p.name, "given twice");
+      seen_since = true;
+      int hours = 0;
+      const char* b = p.value.data();
+      const char* e = b + p.value.size();
+      auto [end, ec] = std::from_chars(b, e, hours);
+      if (p.value.empty() || ec != std::errc() || end != e || hours < 1) {
+        return invalid_query(p.name,
+                             "must be a whole number of hours from 1 to 8760");
+      }
+      out.since_hours = hours;
+    } else if (route == Route::events && p.name == "rollbacks_only") {
+      if (seen_rollbacks) return invalid_query(p.name, "given twice");
+      seen_rollbacks = true;
+      if (p.value != "true" && p.value != "false") {
+        return invalid_query(p.name, "must be true or false");
+      }
+      out.rollbacks_only = p.value == "true";
+    }
+  }
+  return out;
+}
+
+HttpResponse read(Receiver& receiver, const HttpRequest& request,
+                  Route route) {
+  auto customer = receiver.authenticate(request.authorization.value_or(""));
+  if (!customer) {
+    HttpResponse r = error_http_response(customer.error());
+    add_cors_headers(receiver, request, r);
+    return r;
+  }
+
+  Result<std::string> body = make_error(ErrorCode::internal_error, "", "");
+  auto params = read_params(route, request.query);
+  if (!params) {
+    body = params.error();
+  } else if (route == Route::stats) {
+    body = receiver.stats_json(*customer);
+  } else if (route == Route::profiles) {
+    std::optional<std::string_view> workload;
+    if (params->workload_id) workload = *params->workload_id;
+    body = receiver.profiles_json(*customer, workload, params->since_hours);
+  } else {
+    body = receiver.events_json(*customer, params->rollbacks_only);
+  }
+
+  HttpResponse r = body ? json_response(200, std::move(*body))
+                        : error_http_response(body.error());
+  add_cors_headers(receiver, request, r);
+  r.customer_id = std::move(*customer);
+  return r;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes `in` into `out`; false on a malformed escape.
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%') {
+      if (i + 2 >= in.size()) return false;
+      int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<QueryParam>> parse_query(std::string_view raw) {
+  std::vector<QueryParam> params;
+  while (!raw.empty()) {
+    std::size_t amp = raw.find('&');
+    std::string_view pair = raw.substr(0, amp);
+    raw = amp == std::string_view::npos ? std::string_view{}
+                                        : raw.substr(amp + 1);
+    if (pair.empty()) continue;
+
+    std::size_t eq = pair.find('=');
+    std::string_view raw_name = pair.substr(0, eq);
+    std::string_view raw_value =
+        eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    QueryParam p;
+    if (!percent_decode(raw_name, p.name) || !is_valid_utf8(p.name)) {
+      return invalid_query("", "a query parameter name is malformed");
+    }
+    if (!percent_decode(raw_value, p.value) || !is_valid_utf8(p.value)) {
+      return invalid_query(p.name, "the value is not valid percent-encoded "
+                                   "UTF-8");
+    }
+    params.push_back(std::move(p));
+  }
+  return params;
+}
+
+HttpResponse closed_response() {
+  return error_http_response(
+      make_error(ErrorCode::closed, "", "the receiver is shutting down"));
+}
+
+HttpResponse handle_http(Receiver& receiver, const HttpRequest& request) {
+  if (receiver.closed()) return closed_response();
+
+  const Route route = route_of(request.path);
+  if (route == Route::unknown) {
+    return error_http_response(
+        make_error(ErrorCode::not_found, "", "no such route"));
+  }
+  if (request.method == "OPTIONS") return preflight(receiver, request, route);
+
+  switch (route) {
+    case Route::ingest:
+      if (request.method != "POST") return method_not_allowed("POST");
+      return ingest(receiver, request);
+    case Route::health:
+      if (request.method != "GET") return method_not_allowed("GET, OPTIONS");
+      return health(receiver);
+    case Route::stats:
+    case Route::profiles:
+    case Route::events:
+      if (request.method != "GET") return method_not_allowed("GET, OPTIONS");
+      return read(receiver, request, route);
+    case Route::unknown:
+      break;
+  }
+  return error_http_response(make_error(ErrorCode::internal_error, "",
+                                   "unhandled route"));
+}
+
+}  // namespace lgr

@@ -6,7 +6,7 @@
 # Boost.JSON, and the two must not be mixed.
 LGR_BUILD_PACKAGES=(
   g++ make cmake pkg-config
-  libboost1.81-dev libboost-json1.81-dev
+  libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev
   libsqlite3-dev libsqlitecpp-dev libsodium-dev
 )
 LGR_TEST_PACKAGES=(doctest-dev python3 golang-go valgrind sqlite3)
