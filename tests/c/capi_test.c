@@ -57,7 +57,7 @@ static int g_failures = 0;
 
 /* 2026-12-01T00:00:00Z. Every fixture is stamped 2026-11-30T14:00:00Z,
  * ten hours earlier. */
-#define FIXED_NOW 1764547200LL
+#define FIXED_NOW 1796083200LL
 
 /* ---- Fixtures ---------------------------------------------------------- */
 
@@ -359,7 +359,7 @@ int main(int argc, char **argv) {
 
   /* Events: all 54 (under the 500 cap); the rollback filter. */
   CHECK_EQ_INT(lgr_events_json(r, cust_a, 0, &json, NULL, NULL), LGR_OK);
-  CHECK_EQ_INT(count_of(json, "\"timestamp_hour\":1764511200"), 54);
+  CHECK_EQ_INT(count_of(json, "\"timestamp_hour\":1796047200"), 54);
   lgr_string_free(json);
   CHECK_EQ_INT(lgr_events_json(r, cust_a, 1, &json, NULL, NULL), LGR_OK);
   CHECK_EQ_INT(count_of(json, "\"timestamp_hour\":"), rollbacks);
