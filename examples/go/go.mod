@@ -1,0 +1,3 @@
+module loopgain.dev/receiver-go
+
+go 1.19
