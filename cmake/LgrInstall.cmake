@@ -30,9 +30,12 @@ install(FILES
 
 # pkg-config: the installed file, and one for the build tree so that hosts
 # (the Go module's cgo) can build against an uninstalled library in tests.
-set(LGR_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
-set(LGR_PC_INCLUDEDIR "${CMAKE_INSTALL_FULL_INCLUDEDIR}")
-set(LGR_PC_LIBDIR "${CMAKE_INSTALL_FULL_LIBDIR}")
+# The installed file is relocatable: paths are relative to where it lies, so
+# `cmake --install --prefix ANYWHERE` gives a working file.
+file(RELATIVE_PATH LGR_PC_UP "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
+set(LGR_PC_PREFIX "\${pcfiledir}/${LGR_PC_UP}")
+set(LGR_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+set(LGR_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
 configure_file("${PROJECT_SOURCE_DIR}/cmake/loopgain-receiver.pc.in"
   "${PROJECT_BINARY_DIR}/loopgain-receiver.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/loopgain-receiver.pc"
