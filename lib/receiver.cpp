@@ -107,7 +107,13 @@ class Receiver::Call {
 Result<std::unique_ptr<Receiver>> Receiver::open(ReceiverOptions options) {
   SqliteStoreOptions store_options;
   store_options.path = options.db_path;
-  store_options.log = options.log;
+  // The store logs through the same level filter as the receiver.
+  if (options.log) {
+    store_options.log = [log = options.log, min = options.log_min_level](
+                            int level, std::string_view message) {
+      if (level >= min) log(level, message);
+    };
+  }
   const std::int64_t fixed = options.fixed_time;
   store_options.now = [fixed] {
     if (fixed != 0) return fixed;
