@@ -1,0 +1,213 @@
+#include "config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+#include <string_view>
+#include <thread>
+
+namespace lgr_server {
+namespace {
+
+// The library accepts 1 byte .. 16 MiB.
+constexpr std::size_t kMaxBodyCeiling = 16u * 1024 * 1024;
+constexpr unsigned kMaxThreads = 256;
+
+template <class Int>
+std::optional<Int> ParseInteger(std::string_view text) {
+  Int value{};
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end) return std::nullopt;
+  return value;
+}
+
+// "HOST:PORT" or "[IPV6]:PORT". Returns an error message, "" on success.
+std::string ParseListen(std::string_view text, ServerConfig& config) {
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() ||
+        text[close + 1] != ':') {
+      return "--listen: expected [IPV6]:PORT, got '" + std::string(text) + "'";
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return "--listen: expected HOST:PORT, got '" + std::string(text) + "'";
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return "--listen: write IPv6 addresses in brackets, e.g. [::1]:8787";
+    }
+  }
+  const auto number = ParseInteger<unsigned>(port);
+  if (host.empty() || !number || *number > 65535) {
+    return "--listen: expected HOST:PORT with a port 0..65535, got '" +
+           std::string(text) + "'";
+  }
+  config.listen_host = std::string(host);
+  config.listen_port = static_cast<std::uint16_t>(*number);
+  return "";
+}
+
+// An origin as browsers send it: "http(s)://host[:port]", nothing after.
+// The library matches origins exactly, so "https://x.example/" (trailing
+// slash) would never match and is better refused at start.
+bool IsOrigin(std::string_view origin) {
+  std::string_view rest;
+  if (origin.starts_with("https://")) {
+    rest = origin.substr(8);
+  } else if (origin.starts_with("http://")) {
+    rest = origin.substr(7);
+  } else {
+    return false;
+  }
+  if (rest.empty()) return false;
+  for (const char c : rest) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte >= 0x7F || c == '/' || c == '?' || c == '#') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Applies one flag that takes a value. Returns an error message or "".
+std::string ApplyValue(std::string_view flag, std::string_view value,
+                       ServerConfig& config) {
+  if (flag == "--db") {
+    if (value.empty()) return "--db: the path is empty";
+    config.db_path = std::string(value);
+  } else if (flag == "--listen") {
+    return ParseListen(value, config);
+  } else if (flag == "--threads") {
+    const auto n = ParseInteger<unsigned>(value);
+    if (!n || *n < 1 || *n > kMaxThreads) {
+      return "--threads: expected 1.." + std::to_string(kMaxThreads);
+    }
+    config.threads = *n;
+  } else if (flag == "--privacy-policy") {
+    if (value != "summary_only" && value != "trajectories" &&
+        value != "strict") {
+      return "--privacy-policy: expected summary_only, trajectories or "
+             "strict";
+    }
+    config.privacy_policy = std::string(value);
+  } else if (flag == "--max-body") {
+    const auto n = ParseInteger<std::size_t>(value);
+    if (!n || *n < 1 || *n > kMaxBodyCeiling) {
+      return "--max-body: expected 1.." + std::to_string(kMaxBodyCeiling) +
+             " bytes";
+    }
+    config.max_body_bytes = *n;
+  } else if (flag == "--cors-origin") {
+    if (!IsOrigin(value)) {
+      return "--cors-origin: expected http(s)://HOST[:PORT] without a path, "
+             "got '" +
+             std::string(value) + "'";
+    }
+    config.cors_origins.emplace_back(value);
+  } else if (flag == "--now") {
+    const auto n = ParseInteger<std::int64_t>(value);
+    if (!n || *n < 0) return "--now: expected UNIX seconds (an integer >= 0)";
+    config.fixed_time = *n;
+  } else {
+    return "unknown option " + std::string(flag);
+  }
+  return "";
+}
+
+bool TakesValue(std::string_view flag) {
+  return flag == "--db" || flag == "--listen" || flag == "--threads" ||
+         flag == "--privacy-policy" || flag == "--max-body" ||
+         flag == "--cors-origin" || flag == "--now";
+}
+
+}  // namespace
+
+ParseResult ParseArguments(int argc, char** argv) {
+  ParseResult result;
+  ServerConfig& config = result.config;
+
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      result.outcome = ParseOutcome::kHelp;
+      return result;
+    }
+    if (arg == "--quiet") {
+      config.quiet = true;
+      continue;
+    }
+
+    std::string_view flag = arg;
+    std::optional<std::string_view> value;
+    if (const auto eq = arg.find('=');
+        arg.starts_with("--") && eq != std::string_view::npos) {
+      flag = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    if (!TakesValue(flag)) {
+      result.error = arg.starts_with("-")
+                         ? "unknown option " + std::string(flag)
+                         : "unexpected argument '" + std::string(arg) + "'";
+      return result;
+    }
+    if (!value) {
+      if (i + 1 >= argc) {
+        result.error = std::string(flag) + " needs a value";
+        return result;
+      }
+      value = argv[++i];
+    }
+    result.error = ApplyValue(flag, *value, config);
+    if (!result.error.empty()) return result;
+  }
+
+  if (config.threads == 0) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    config.threads = hardware == 0 ? 1 : std::min(hardware, kMaxThreads);
+  }
+  result.outcome = ParseOutcome::kRun;
+  return result;
+}
+
+std::string UsageText() {
+  return R"(Usage: loopgain-receiver-server [OPTIONS]
+
+An HTTP/1.1 server for the loopgain-receiver library: it receives the
+loopgain client's telemetry on POST /v1/aggregate and serves the dashboard's
+reads (/v1/stats, /v1/profiles, /v1/events, /health).
+
+Options:
+  --db PATH                SQLite database, created and migrated on start
+                           (default ./var/telemetry.db; its directory must
+                           exist)
+  --listen HOST:PORT       address to listen on (default 127.0.0.1:8787);
+                           IPv6 as [::1]:8787; port 0 picks a free port,
+                           reported in the "listening" log line
+  --threads N              worker threads that run requests through the
+                           library (default: hardware threads)
+  --privacy-policy NAME    summary_only (default), trajectories or strict
+  --max-body BYTES         largest request body, 1..16777216
+                           (default 262144); larger bodies get 413
+  --cors-origin ORIGIN     a browser origin, http(s)://HOST[:PORT], allowed
+                           to call the read routes; exact match (repeatable)
+  --quiet                  no access log (diagnostics are still logged)
+  --now UNIX_SECONDS       testing and replays only: a fixed "now" for time
+                           windows and the future-timestamp check
+  -h, --help               this text
+
+Logs are JSON lines on stderr. SIGINT or SIGTERM stops the server after
+in-flight requests are answered. Exit status: 0 after a clean stop,
+1 when the database or the listening socket cannot be opened, 2 for bad
+usage.
+)";
+}
+
+}  // namespace lgr_server
