@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <boost/program_options.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <optional>
@@ -122,51 +124,58 @@ std::string ApplyValue(std::string_view flag, std::string_view value,
   return "";
 }
 
-bool TakesValue(std::string_view flag) {
-  return flag == "--db" || flag == "--listen" || flag == "--threads" ||
-         flag == "--privacy-policy" || flag == "--max-body" ||
-         flag == "--cors-origin" || flag == "--now";
-}
-
 }  // namespace
 
 ParseResult ParseArguments(int argc, char** argv) {
+  namespace po = boost::program_options;
   ParseResult result;
   ServerConfig& config = result.config;
 
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      result.outcome = ParseOutcome::kHelp;
-      return result;
-    }
-    if (arg == "--quiet") {
-      config.quiet = true;
-      continue;
-    }
+  // Values are taken as text and checked by ApplyValue, which says what a
+  // valid one looks like; the library only splits the command line.
+  po::options_description flags;
+  flags.add_options()
+      ("help,h", "")
+      ("quiet", "")
+      ("db", po::value<std::string>())
+      ("listen", po::value<std::string>())
+      ("threads", po::value<std::string>())
+      ("privacy-policy", po::value<std::string>())
+      ("max-body", po::value<std::string>())
+      ("cors-origin", po::value<std::vector<std::string>>()->composing())
+      ("now", po::value<std::string>());
+  po::variables_map vm;
+  try {
+    // No positional arguments: an empty description makes any a usage
+    // error instead of being silently dropped.
+    const po::positional_options_description none;
+    po::store(po::command_line_parser(argc, argv)
+                  .options(flags)
+                  .positional(none)
+                  .run(),
+              vm);
+  } catch (const po::error& e) {
+    result.error = e.what();
+    return result;
+  }
+  if (vm.count("help")) {
+    result.outcome = ParseOutcome::kHelp;
+    return result;
+  }
+  config.quiet = vm.count("quiet") > 0;
 
-    std::string_view flag = arg;
-    std::optional<std::string_view> value;
-    if (const auto eq = arg.find('=');
-        arg.starts_with("--") && eq != std::string_view::npos) {
-      flag = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    }
-    if (!TakesValue(flag)) {
-      result.error = arg.starts_with("-")
-                         ? "unknown option " + std::string(flag)
-                         : "unexpected argument '" + std::string(arg) + "'";
-      return result;
-    }
-    if (!value) {
-      if (i + 1 >= argc) {
-        result.error = std::string(flag) + " needs a value";
-        return result;
-      }
-      value = argv[++i];
-    }
-    result.error = ApplyValue(flag, *value, config);
+  for (const char* name : {"db", "listen", "threads", "privacy-policy",
+                           "max-body", "now"}) {
+    if (!vm.count(name)) continue;
+    result.error = ApplyValue(std::string("--") + name,
+                              vm[name].as<std::string>(), config);
     if (!result.error.empty()) return result;
+  }
+  if (vm.count("cors-origin")) {
+    for (const auto& origin : vm["cors-origin"].as<std::vector<std::string>>()) {
+      result.error = ApplyValue("--cors-origin", origin, config);
+      if (!result.error.empty()) return result;
+    }
   }
 
   if (config.threads == 0) {

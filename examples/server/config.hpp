@@ -33,7 +33,8 @@ struct ParseResult {
   std::string error;  // One line, for kUsageError.
 };
 
-// Parses argv. Accepts "--flag VALUE" and "--flag=VALUE".
+// Parses argv (Boost.Program_options): "--flag VALUE" or "--flag=VALUE";
+// a single-valued flag given twice is a usage error.
 ParseResult ParseArguments(int argc, char** argv);
 
 // The --help text.
