@@ -97,21 +97,41 @@ void rotate_customer() {
 
 bool documented_status(int status) {
   switch (status) {
-    case 200: case 202: case 204: case 400: case 401: case 403: case 404:
-    case 405: case 413: case 415: case 422: case 503:
+    case 200:
+    case 202:
+    case 204:
+    case 400:
+    case 401:
+    case 403:
+    case 404:
+    case 405:
+    case 413:
+    case 415:
+    case 422:
+    case 503:
       return true;
     default:
       return false;
   }
 }
 
-const char* const kMethods[] = {"GET",   "POST", "OPTIONS", "HEAD", "PUT",
-                                "PATCH", "DELETE", "get",   "",     "POST "};
-const char* const kPaths[] = {
-    "/v1/aggregate", "/v1/stats",     "/v1/profiles", "/v1/events",
-    "/health",       "/",             "",             "/v1/",
-    "/v1/stats/",    "/V1/STATS",     "//v1/stats",   "/v1/aggregate/",
-    "/v1/../health", "/v1/aggregate%00", "/v1/events?rollbacks_only=true"};
+const char* const kMethods[] = {"GET",   "POST",   "OPTIONS", "HEAD", "PUT",
+                                "PATCH", "DELETE", "get",     "",     "POST "};
+const char* const kPaths[] = {"/v1/aggregate",
+                              "/v1/stats",
+                              "/v1/profiles",
+                              "/v1/events",
+                              "/health",
+                              "/",
+                              "",
+                              "/v1/",
+                              "/v1/stats/",
+                              "/V1/STATS",
+                              "//v1/stats",
+                              "/v1/aggregate/",
+                              "/v1/../health",
+                              "/v1/aggregate%00",
+                              "/v1/events?rollbacks_only=true"};
 const char* const kQueries[] = {
     "workload_id=wl-converged",
     "since_hours=24",
@@ -126,8 +146,9 @@ const char* const kQueries[] = {
     "workload_id=wl-converged&since_hours=720&rollbacks_only=false",
     "=&&=&"};
 const char* const kContentTypes[] = {
-    "application/json", "application/json; charset=utf-8",
-    "APPLICATION/JSON", "text/plain", "application/jsonx", ""};
+    "application/json",  "application/json; charset=utf-8",
+    "APPLICATION/JSON",  "text/plain",
+    "application/jsonx", ""};
 
 // One of the fixed strings, or a random one from the input.
 std::string pick(FuzzedDataProvider& in, const char* const* table,
@@ -145,7 +166,8 @@ std::string pick(FuzzedDataProvider& in, const char* const (&table)[N]) {
 std::string make_body(FuzzedDataProvider& in, bool& has_body) {
   has_body = true;
   const int mode = in.ConsumeIntegralInRange<int>(0, 4);
-  if (mode == 0 || g_fixtures.empty()) return in.ConsumeRemainingBytesAsString();
+  if (mode == 0 || g_fixtures.empty())
+    return in.ConsumeRemainingBytesAsString();
   if (mode == 4) {
     has_body = false;
     return "";
@@ -166,13 +188,21 @@ std::string make_body(FuzzedDataProvider& in, bool& has_body) {
 std::string authorization(FuzzedDataProvider& in, bool& present) {
   present = true;
   switch (in.ConsumeIntegralInRange<int>(0, 6)) {
-    case 0: present = false; return "";
-    case 1: return "Bearer " + g_token;
-    case 2: return "bearer\t" + g_token + " ";
-    case 3: return "Bearer " + g_revoked_token;
-    case 4: return "Bearer " + in.ConsumeRandomLengthString(64);
-    case 5: return "Basic " + g_token;
-    default: return in.ConsumeRandomLengthString(128);
+    case 0:
+      present = false;
+      return "";
+    case 1:
+      return "Bearer " + g_token;
+    case 2:
+      return "bearer\t" + g_token + " ";
+    case 3:
+      return "Bearer " + g_revoked_token;
+    case 4:
+      return "Bearer " + in.ConsumeRandomLengthString(64);
+    case 5:
+      return "Basic " + g_token;
+    default:
+      return in.ConsumeRandomLengthString(128);
   }
 }
 
