@@ -1,1 +1,1403 @@
-// Placeholder until this module lands.
+#include "sqlite_store.hpp"
+
+#include "sqlite_schema.hpp"
+#include "tokens.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Exception.h>
+#include <SQLiteCpp/Statement.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace lgr {
+namespace {
+
+namespace sql = sqlite::sql;
+
+constexpr int kLogDebug = 0;
+constexpr int kLogInfo = 1;
+constexpr int kLogWarn = 2;
+constexpr std::int64_t kLastSeenInterval = 60;  // seconds
+constexpr int kCustomerIdAttempts = 4;
+constexpr std::size_t kMaxBatchLimit = 65536;
+
+// ---- Writes that only the store issues --------------------------------------
+
+constexpr const char* kBegin = "BEGIN";
+constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+constexpr const char* kSavepoint = "SAVEPOINT lgr_row";
+constexpr const char* kRollbackToSavepoint = "ROLLBACK TO lgr_row";
+constexpr const char* kReleaseSavepoint = "RELEASE lgr_row";
+
+constexpr const char* kInsertCustomer =
+    "INSERT INTO customers (customer_id, name, email, created_at)"
+    " VALUES (?1, ?2, ?3, ?4)";
+constexpr const char* kInsertToken =
+    "INSERT INTO tokens (token_hash, customer_id, created_at)"
+    " VALUES (?1, ?2, ?3)";
+// Never extends an expiry that is already earlier.
+constexpr const char* kExpireTokens =
+    "UPDATE tokens SET revoked_at = ?2"
+    " WHERE customer_id = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)";
+constexpr const char* kTouchCustomer =
+    "UPDATE customers SET last_seen_at = ?2"
+    " WHERE customer_id = ?1 AND (last_seen_at IS NULL OR last_seen_at < ?2)";
+constexpr const char* kDeleteCustomer[] = {
+    "DELETE FROM tokens WHERE customer_id = ?1",
+    "DELETE FROM loop_events WHERE customer_id = ?1",
+    "DELETE FROM hourly_outcomes WHERE customer_id = ?1",
+    "DELETE FROM daily_outcomes WHERE customer_id = ?1",
+    "DELETE FROM hourly_workloads WHERE customer_id = ?1",
+    "DELETE FROM daily_workloads WHERE customer_id = ?1",
+    "DELETE FROM customers WHERE customer_id = ?1",
+};
+
+// ---- Errors -----------------------------------------------------------------
+
+int primary_code(const SQLite::Exception& e) {
+  const int code = e.getErrorCode();
+  return code < 0 ? code : (code & 0xff);
+}
+
+Error storage_failure(const SQLite::Exception& e, std::string_view operation) {
+  std::string message(operation);
+  message += ": ";
+  switch (primary_code(e)) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return make_error(ErrorCode::busy, "",
+                        message + "the database is locked; retry later");
+    case SQLITE_FULL:
+      return make_error(ErrorCode::storage_error, "", message + "disk full");
+    case SQLITE_READONLY:
+      return make_error(ErrorCode::storage_error, "",
+                        message + "the database is read-only");
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return make_error(
+          ErrorCode::storage_error, "",
+          message + "not a loopgain-receiver database or corrupt");
+    case SQLITE_CANTOPEN:
+      return make_error(
+          ErrorCode::storage_error, "",
+          message + "cannot open the database file (" + e.what() + ")");
+    case SQLITE_IOERR:
+      return make_error(ErrorCode::storage_error, "",
+                        message + "I/O error (" + e.what() + ")");
+    case SQLITE_NOMEM:
+      return make_error(ErrorCode::internal_error, "",
+                        message + "out of memory");
+    default:
+      return make_error(ErrorCode::storage_error, "", message + e.what());
+  }
+}
+
+// Classifies the exception being handled; call only inside a catch block.
+Error current_error(std::string_view operation) {
+  try {
+    throw;
+  } catch (const SQLite::Exception& e) {
+    return storage_failure(e, operation);
+  } catch (const std::bad_alloc&) {
+    return make_error(ErrorCode::internal_error, "",
+                      std::string(operation) + ": out of memory");
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::internal_error, "",
+                      std::string(operation) + ": " + e.what());
+  } catch (...) {
+    return make_error(ErrorCode::internal_error, "",
+                      std::string(operation) + ": unknown exception");
+  }
+}
+
+Error closed_error(std::string_view operation) {
+  return make_error(ErrorCode::closed, "",
+                    std::string(operation) + ": the store is closed");
+}
+
+Error customer_not_found(std::string_view operation,
+                         std::string_view customer_id) {
+  // Bounded: the id is an argument and ends up in messages and logs.
+  constexpr std::size_t kShown = 64;
+  std::string shown(customer_id.substr(0, kShown));
+  if (customer_id.size() > kShown) shown += "...";
+  return make_error(ErrorCode::customer_not_found, "",
+                    std::string(operation) + ": no customer '" + shown + "'");
+}
+
+Error negative_argument(std::string_view operation, std::string pointer) {
+  std::string message =
+      std::string(operation) + ": " + pointer + " must not be negative";
+  return make_error(ErrorCode::invalid_argument, std::move(pointer),
+                    std::move(message));
+}
+
+// ---- Connections and statements ---------------------------------------------
+
+// A connection with its prepared statements, keyed by the address of the
+// SQL constant. Used by one thread at a time.
+class Connection {
+ public:
+  Connection(const std::string& path, int flags, int busy_timeout_ms)
+      : db_(path, flags, busy_timeout_ms) {}
+
+  SQLite::Database& db() { return db_; }
+
+  SQLite::Statement& statement(const char* sql_text) {
+    auto& slot = cache_[sql_text];
+    if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql_text);
+    return *slot;
+  }
+
+  // Executes a cached statement that takes no parameters.
+  void run(const char* sql_text);
+
+  // Ends whatever transaction is open; for error paths, never throws.
+  void rollback_quietly() noexcept {
+    if (sqlite3_get_autocommit(db_.getHandle()) != 0) return;
+    sqlite3_exec(db_.getHandle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  SQLite::Database db_;  // destroyed after the statements
+  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+// A cached statement in use: reset and unbound when the scope ends, even
+// when a step threw (tryReset, since reset() would throw the error again).
+class Use {
+ public:
+  explicit Use(SQLite::Statement& statement) : statement_(statement) {}
+  ~Use() {
+    statement_.tryReset();
+    try {
+      statement_.clearBindings();
+    } catch (...) {
+      // sqlite3_clear_bindings cannot fail.
+    }
+  }
+  Use(const Use&) = delete;
+  Use& operator=(const Use&) = delete;
+
+  SQLite::Statement* operator->() { return &statement_; }
+  SQLite::Statement& operator*() { return statement_; }
+
+ private:
+  SQLite::Statement& statement_;
+};
+
+void Connection::run(const char* sql_text) {
+  Use use(statement(sql_text));
+  use->exec();
+}
+
+void bind_text(SQLite::Statement& s, int index,
+               const std::optional<std::string>& value) {
+  if (value) {
+    s.bindNoCopy(index, *value);
+  } else {
+    s.bind(index);
+  }
+}
+
+void bind_real(SQLite::Statement& s, int index,
+               const std::optional<double>& value) {
+  if (value) {
+    s.bind(index, *value);
+  } else {
+    s.bind(index);
+  }
+}
+
+void bind_int(SQLite::Statement& s, int index,
+              const std::optional<std::int64_t>& value) {
+  if (value) {
+    s.bind(index, *value);
+  } else {
+    s.bind(index);
+  }
+}
+
+std::optional<std::string> text_or_null(SQLite::Statement& s, int index) {
+  const SQLite::Column column = s.getColumn(index);
+  if (column.isNull()) return std::nullopt;
+  return column.getString();
+}
+
+std::optional<double> real_or_null(SQLite::Statement& s, int index) {
+  const SQLite::Column column = s.getColumn(index);
+  if (column.isNull()) return std::nullopt;
+  return column.getDouble();
+}
+
+std::optional<std::int64_t> int_or_null(SQLite::Statement& s, int index) {
+  const SQLite::Column column = s.getColumn(index);
+  if (column.isNull()) return std::nullopt;
+  return column.getInt64();
+}
+
+void bind_event(SQLite::Statement& s, const std::string& customer_id,
+                const LoopEvent& e, std::int64_t received_at) {
+  s.bindNoCopy(1, customer_id);
+  s.bind(2, e.schema_version);
+  s.bindNoCopy(3, e.library);
+  s.bindNoCopy(4, e.library_version);
+  bind_text(s, 5, e.workload_id);
+  s.bind(6, e.timestamp_hour);
+  s.bindNoCopy(7, e.outcome);
+  s.bind(8, e.iterations_used);
+  bind_real(s, 9, e.gain_margin);
+  bind_int(s, 10, e.savings_vs_fixed_cap);
+  s.bind(11, e.rollback_triggered ? 1 : 0);
+  bind_real(s, 12, e.profile.min);
+  bind_real(s, 13, e.profile.max);
+  bind_real(s, 14, e.profile.median);
+  s.bind(15, e.profile.samples);
+  bind_int(s, 16, e.best_index);
+  s.bind(17, e.thresholds.fast_converge);
+  s.bind(18, e.thresholds.converging);
+  s.bind(19, e.thresholds.stalling);
+  s.bind(20, e.thresholds.oscillating_upper);
+  s.bind(21, e.smoothing_window);
+  bind_text(s, 22, e.framework);
+  bind_text(s, 23, e.loop_type);
+  bind_text(s, 24, e.team);
+  bind_real(s, 25, e.actual_dollars_spent);
+  bind_real(s, 26, e.actual_dollars_saved);
+  bind_text(s, 27, e.per_iteration_json);
+  s.bind(28, received_at);
+}
+
+bool customer_exists(Connection& c, const std::string& customer_id) {
+  Use query(c.statement(sql::kCustomerExists));
+  query->bind(1, customer_id);
+  return query->executeStep();
+}
+
+// ---- Rollups ----------------------------------------------------------------
+
+// One batch's contribution to the rollup tables, summed in memory so that
+// each (customer, hour or day, key) is upserted once per transaction. Keys
+// borrow from the batch's jobs, which outlive it.
+class BatchRollups {
+ public:
+  void add(const std::string& customer_id, const LoopEvent& e) {
+    const std::int64_t day = sqlite::day_of(e.timestamp_hour);
+    for (auto* sums :
+         {&hourly_outcomes_[{customer_id, e.timestamp_hour, e.outcome}],
+          &daily_outcomes_[{customer_id, day, e.outcome}]}) {
+      sums->events += 1;
+      sums->iterations += e.iterations_used;
+      sums->savings += e.savings_vs_fixed_cap.value_or(0);
+      sums->rollbacks += e.rollback_triggered ? 1 : 0;
+    }
+
+    const std::string_view workload =
+        e.workload_id ? std::string_view(*e.workload_id) : std::string_view();
+    hourly_workloads_[{customer_id, e.timestamp_hour, !e.workload_id,
+                       workload}] += 1;
+    daily_workloads_[{customer_id, day, !e.workload_id, workload}] += 1;
+  }
+
+  void write(Connection& c) const {
+    write_outcomes(c, sql::kUpsertHourlyOutcome, hourly_outcomes_);
+    write_outcomes(c, sql::kUpsertDailyOutcome, daily_outcomes_);
+    write_workloads(c, sql::kUpsertHourlyWorkload, hourly_workloads_);
+    write_workloads(c, sql::kUpsertDailyWorkload, daily_workloads_);
+  }
+
+ private:
+  struct Sums {
+    std::int64_t events = 0;
+    std::int64_t iterations = 0;
+    std::int64_t savings = 0;
+    std::int64_t rollbacks = 0;
+  };
+  // (customer, hour or day, outcome) and (customer, hour or day, null, id).
+  using OutcomeKey =
+      std::tuple<std::string_view, std::int64_t, std::string_view>;
+  using WorkloadKey =
+      std::tuple<std::string_view, std::int64_t, bool, std::string_view>;
+  using OutcomeSums = std::map<OutcomeKey, Sums>;
+  using WorkloadSums = std::map<WorkloadKey, std::int64_t>;
+
+  // SQLiteCpp binds a (pointer, size) pair as a blob, so the borrowed keys
+  // are copied into text here; one copy per distinct key and batch.
+  static void write_outcomes(Connection& c, const char* upsert_sql,
+                             const OutcomeSums& all) {
+    for (const auto& [key, sums] : all) {
+      Use upsert(c.statement(upsert_sql));
+      upsert->bind(1, std::string(std::get<0>(key)));
+      upsert->bind(2, std::get<1>(key));
+      upsert->bind(3, std::string(std::get<2>(key)));
+      upsert->bind(4, sums.events);
+      upsert->bind(5, sums.iterations);
+      upsert->bind(6, sums.savings);
+      upsert->bind(7, sums.rollbacks);
+      upsert->exec();
+    }
+  }
+
+  static void write_workloads(Connection& c, const char* upsert_sql,
+                              const WorkloadSums& all) {
+    for (const auto& [key, events] : all) {
+      Use upsert(c.statement(upsert_sql));
+      upsert->bind(1, std::string(std::get<0>(key)));
+      upsert->bind(2, std::get<1>(key));
+      upsert->bind(3, std::get<2>(key) ? 1 : 0);
+      upsert->bind(4, std::string(std::get<3>(key)));
+      upsert->bind(5, events);
+      upsert->exec();
+    }
+  }
+
+  OutcomeSums hourly_outcomes_;
+  OutcomeSums daily_outcomes_;  // by UTC day
+  WorkloadSums hourly_workloads_;
+  WorkloadSums daily_workloads_;
+};
+
+// ---- Readers ----------------------------------------------------------------
+
+class ReaderPool {
+ public:
+  ReaderPool(std::string path, const SqliteTuning& tuning)
+      : path_(std::move(path)),
+        max_idle_(tuning.max_idle_readers),
+        busy_timeout_ms_(tuning.busy_timeout_ms) {}
+
+  // Throws SQLite::Exception when a new connection cannot be opened.
+  std::unique_ptr<Connection> acquire() {
+    {
+      std::lock_guard lock(mutex_);
+      if (!idle_.empty()) {
+        auto connection = std::move(idle_.back());
+        idle_.pop_back();
+        return connection;
+      }
+    }
+    // NOMUTEX: a pooled connection is used by one thread at a time, so
+    // SQLite's per-call connection mutex is pure overhead.
+    auto connection = std::make_unique<Connection>(
+        path_, SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX, busy_timeout_ms_);
+    connection->db().exec("PRAGMA query_only = ON");
+    return connection;
+  }
+
+  // TODO(#4): past max_idle concurrent reads, each opens and closes its own
+  // connection; a bounded pool with waiting would cap that under load.
+  void release(std::unique_ptr<Connection> connection) {
+    std::lock_guard lock(mutex_);
+    if (idle_.size() < max_idle_) idle_.push_back(std::move(connection));
+  }
+
+  void clear() {
+    std::lock_guard lock(mutex_);
+    idle_.clear();
+  }
+
+ private:
+  std::string path_;
+  std::size_t max_idle_;
+  int busy_timeout_ms_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+};
+
+// ---- Stats from the rollups ---------------------------------------------
+
+struct OutcomeSums {
+  std::int64_t events = 0;
+  std::int64_t iterations = 0;
+  std::int64_t savings = 0;
+  std::int64_t rollbacks = 0;
+};
+
+// Sums the window's hourly and daily rows per outcome; orders by count
+// desc, then outcome. `key` is reused so that short outcomes never allocate.
+void read_outcomes(Connection& c, const StatsQuery& q, Stats& stats) {
+  std::unordered_map<std::string, OutcomeSums> sums;
+  std::string key;
+  Use rows(c.statement(sql::kStatsOutcomes));
+  rows->bind(1, q.customer_id);
+  rows->bind(2, q.since);
+  rows->bind(3, sqlite::first_day_at_or_after(q.since));
+  while (rows->executeStep()) {
+    const SQLite::Column outcome = rows->getColumn(0);
+    key.assign(outcome.getText(), static_cast<std::size_t>(outcome.getBytes()));
+    OutcomeSums& s = sums[key];
+    s.events += rows->getColumn(1).getInt64();
+    s.iterations += rows->getColumn(2).getInt64();
+    s.savings += rows->getColumn(3).getInt64();
+    s.rollbacks += rows->getColumn(4).getInt64();
+  }
+
+  for (auto& [outcome, s] : sums) {
+    stats.totals.event_count += s.events;
+    stats.totals.total_iterations += s.iterations;
+    stats.totals.total_savings += s.savings;
+    stats.totals.rollbacks += s.rollbacks;
+    stats.outcomes.push_back({outcome, s.events});
+  }
+  std::sort(stats.outcomes.begin(), stats.outcomes.end(),
+            [](const OutcomeCount& a, const OutcomeCount& b) {
+              if (a.count != b.count) return a.count > b.count;
+              return a.outcome < b.outcome;
+            });
+}
+
+// Sums the window's hourly and daily rows per workload and keeps the top
+// `workload_limit`: count desc, the null workload first, then by id.
+// TODO(#7): linear in the (day, workload) pairs of the window, ~4 ms for
+// 200 workloads a day here; interning workload ids as integers in the
+// rollups would roughly halve that.
+void read_workloads(Connection& c, const StatsQuery& q, Stats& stats) {
+  std::unordered_map<std::string, std::int64_t> named;
+  std::int64_t unnamed = 0;
+  bool has_unnamed = false;
+  std::string key;
+  Use rows(c.statement(sql::kStatsWorkloads));
+  rows->bind(1, q.customer_id);
+  rows->bind(2, q.since);
+  rows->bind(3, sqlite::first_day_at_or_after(q.since));
+  while (rows->executeStep()) {
+    const std::int64_t events = rows->getColumn(2).getInt64();
+    if (rows->getColumn(0).getInt() != 0) {
+      unnamed += events;
+      has_unnamed = true;
+      continue;
+    }
+    const SQLite::Column id = rows->getColumn(1);
+    key.assign(id.getText(), static_cast<std::size_t>(id.getBytes()));
+    named[key] += events;
+  }
+
+  std::vector<WorkloadCount> all;
+  all.reserve(named.size() + 1);
+  if (has_unnamed) all.push_back({std::nullopt, unnamed});
+  for (auto& [id, events] : named) all.push_back({id, events});
+  const auto first_ranked = [](const WorkloadCount& a, const WorkloadCount& b) {
+    if (a.count != b.count) return a.count > b.count;
+    return a.workload_id < b.workload_id;  // nullopt sorts first
+  };
+  const std::size_t keep =
+      std::min(all.size(), static_cast<std::size_t>(q.workload_limit));
+  std::partial_sort(all.begin(),
+                    all.begin() + static_cast<std::ptrdiff_t>(keep), all.end(),
+                    first_ranked);
+  all.resize(keep);
+  stats.workloads = std::move(all);
+}
+
+// ---- The store --------------------------------------------------------------
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(SqliteStoreOptions options, const SqliteTuning& tuning,
+              std::unique_ptr<Connection> writer, bool in_memory)
+      : options_(std::move(options)),
+        tuning_(tuning),
+        in_memory_(in_memory),
+        readers_(options_.path, tuning),
+        writer_(std::move(writer)) {
+    writer_thread_ = std::thread([this] { writer_main(); });
+  }
+
+  ~SqliteStore() override { (void)close(); }
+
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  Result<IssuedToken> create_customer(
+      std::string_view name, std::optional<std::string_view> email) override;
+  Result<std::string> rotate_token(std::string_view customer_id,
+                                   std::int64_t grace_seconds) override;
+  Status revoke_customer(std::string_view customer_id) override;
+  Status delete_customer(std::string_view customer_id) override;
+  Result<std::vector<CustomerInfo>> list_customers() override;
+  Result<std::optional<std::string>> authenticate(
+      std::string_view token) override;
+  Status append(std::string_view customer_id, const LoopEvent& event) override;
+  Result<Stats> stats(const StatsQuery& query) override;
+  Result<std::vector<ProfileRow>> profiles(const ProfilesQuery& query) override;
+  Result<std::vector<EventRow>> events(const EventsQuery& query) override;
+  Status close() override;
+
+ private:
+  enum class JobKind { append, write, read };
+  using Work = std::function<Status(Connection&)>;
+
+  // Lives on the caller's stack: the caller blocks in wait() and the
+  // writer never touches the job after finish(). finish() notifies while
+  // holding the mutex, so the caller cannot destroy the job under it (a
+  // std::promise gives no such guarantee for its shared state).
+  struct Job {
+    JobKind kind = JobKind::append;
+    const char* operation = "";
+    std::string customer_id;
+    const LoopEvent* event = nullptr;
+    Work work;
+
+    void finish(Status status) {
+      std::lock_guard lock(mutex);
+      result = std::move(status);
+      done = true;
+      finished.notify_one();
+    }
+    Status wait() {
+      std::unique_lock lock(mutex);
+      finished.wait(lock, [this] { return done; });
+      return std::move(result);
+    }
+
+    std::mutex mutex;
+    std::condition_variable finished;
+    bool done = false;
+    Status result;
+  };
+
+  using Touches = std::unordered_map<std::string, std::int64_t>;
+
+  // Counts a call in, unless the store is closed.
+  class CallScope {
+   public:
+    explicit CallScope(SqliteStore& store) : store_(store) {
+      std::lock_guard lock(store_.mutex_);
+      entered_ = !store_.closed_;
+      if (entered_) ++store_.active_calls_;
+    }
+    ~CallScope() {
+      if (!entered_) return;
+      std::lock_guard lock(store_.mutex_);
+      if (--store_.active_calls_ == 0) store_.idle_.notify_all();
+    }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+
+    explicit operator bool() const { return entered_; }
+
+   private:
+    SqliteStore& store_;
+    bool entered_ = false;
+  };
+
+  std::int64_t now() const { return options_.now(); }
+
+  void log(int level, const std::string& message) const noexcept {
+    if (!options_.log) return;
+    try {
+      options_.log(level, message);
+    } catch (...) {
+      // A throwing log sink must not take the store down.
+    }
+  }
+
+  Status submit(Job& job);
+  Status run_write(const char* operation, Work work);
+  Status run_read(const char* operation, bool snapshot, const Work& work);
+  void note_seen(const std::string& customer_id, std::int64_t at);
+
+  // Writer thread.
+  void writer_main();
+  void gather_appends(std::unique_lock<std::mutex>& lock);
+  void take_jobs(std::vector<Job*>& batch);
+  void run_appends(const std::vector<Job*>& jobs, Touches& touches);
+  Status insert_event(Connection& c, const Job& job, std::int64_t received_at,
+                      BatchRollups& rollups);
+  void run_job(Job& job);
+  void run_touches(Touches& touches);
+  void write_touches(Connection& c, const Touches& touches);
+  void final_checkpoint() noexcept;
+
+  const SqliteStoreOptions options_;
+  const SqliteTuning tuning_;
+  const bool in_memory_;
+  ReaderPool readers_;
+  // Used by the writer thread only.
+  std::unique_ptr<Connection> writer_;
+  std::size_t last_batch_size_ = 1;
+  std::chrono::microseconds last_commit_duration_{0};
+
+  std::mutex mutex_;              // guards everything below
+  std::condition_variable wake_;  // the writer: work or stop
+  std::condition_variable idle_;  // close(): active_calls_ reached 0
+  std::deque<Job*> queue_;
+  std::size_t queued_appends_ = 0;
+  std::size_t queued_other_jobs_ = 0;
+  // 0 while the writer works; else the queued appends it waits for (1 when
+  // idle, the batch size it expects while gathering).
+  std::size_t writer_waits_for_ = 0;
+  Touches pending_touches_;
+  std::unordered_map<std::string, std::int64_t> last_seen_written_;
+  std::size_t active_calls_ = 0;
+  bool closed_ = false;
+  bool stopping_ = false;
+
+  std::mutex close_mutex_;  // serialises close()
+  std::thread writer_thread_;
+};
+
+// ---- Submitting work --------------------------------------------------------
+
+Status SqliteStore::submit(Job& job) {
+  bool notify = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (job.kind == JobKind::append) {
+      if (queued_appends_ >= tuning_.max_queued) {
+        return make_error(ErrorCode::busy, "",
+                          "append: too many events waiting to be written");
+      }
+      ++queued_appends_;
+    } else {
+      ++queued_other_jobs_;
+    }
+    queue_.push_back(&job);
+    // Signal only a waiting writer, and while it gathers a batch only once
+    // the batch is complete: one wake-up per batch, not one per append.
+    notify = writer_waits_for_ > 0 && (job.kind != JobKind::append ||
+                                       queued_appends_ >= writer_waits_for_);
+  }
+  if (notify) wake_.notify_one();
+  return job.wait();
+}
+
+Status SqliteStore::run_write(const char* operation, Work work) {
+  Job job;
+  job.kind = JobKind::write;
+  job.operation = operation;
+  job.work = std::move(work);
+  return submit(job);
+}
+
+// Runs `work` on a pooled read connection, or on the writer thread for an
+// in-memory database. `snapshot` wraps it in one read transaction.
+Status SqliteStore::run_read(const char* operation, bool snapshot,
+                             const Work& work) {
+  const auto body = [&work, snapshot](Connection& c) -> Status {
+    if (!snapshot) return work(c);
+    c.run(kBegin);
+    Status result = work(c);
+    c.run(kCommit);
+    return result;
+  };
+  if (in_memory_) {
+    Job job;
+    job.kind = JobKind::read;
+    job.operation = operation;
+    job.work = body;
+    return submit(job);
+  }
+
+  try {
+    std::unique_ptr<Connection> connection = readers_.acquire();
+    Status result = body(*connection);
+    readers_.release(std::move(connection));
+    return result;
+  } catch (...) {
+    // The connection went with the exception; the pool opens a new one.
+    return current_error(operation);
+  }
+}
+
+// last_seen_at is written by the writer, at most once a minute per
+// customer, so that authenticate() never waits for a write.
+void SqliteStore::note_seen(const std::string& customer_id, std::int64_t at) {
+  bool notify = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto [it, inserted] = last_seen_written_.try_emplace(customer_id, at);
+    if (!inserted) {
+      if (at - it->second < kLastSeenInterval) return;
+      it->second = at;
+    }
+    pending_touches_[customer_id] = at;
+    notify = writer_waits_for_ == 1;  // idle, not gathering
+  }
+  if (notify) wake_.notify_one();
+}
+
+// ---- The writer thread ------------------------------------------------------
+
+void SqliteStore::writer_main() {
+  std::vector<Job*> batch;
+  batch.reserve(tuning_.max_batch);
+  Touches touches;
+  for (;;) {
+    batch.clear();
+    touches.clear();
+    {
+      std::unique_lock lock(mutex_);
+      gather_appends(lock);
+      writer_waits_for_ = 1;
+      wake_.wait(lock, [this] {
+        return stopping_ || !queue_.empty() || !pending_touches_.empty();
+      });
+      writer_waits_for_ = 0;
+      if (queue_.empty() && pending_touches_.empty()) break;  // stopping
+      take_jobs(batch);
+      touches.swap(pending_touches_);
+    }
+
+    try {
+      if (!batch.empty() && batch.front()->kind == JobKind::append) {
+        run_appends(batch, touches);
+      } else {
+        // Touches first, so that any write acknowledged after an
+        // authenticate() also shows its last_seen_at.
+        run_touches(touches);
+        if (!batch.empty()) run_job(*batch.front());
+      }
+    } catch (...) {
+      // Only an allocation can throw here, before any job was finished
+      // (finishing is the last step of each path).
+      const Error error = current_error("writer");
+      for (Job* job : batch) job->finish(error);
+    }
+  }
+  final_checkpoint();
+  writer_.reset();
+}
+
+// Appenders released by the last commit come back one by one; taking only
+// the first to arrive would alternate small and large batches. So after a
+// batch of several, wait for as many appends to be queued again, for at
+// most half the last commit's duration (bounded by the tuning), woken once
+// when they are all there or when other work arrives. If none came, the
+// writer then waits idle and takes the next one at once. A single appender
+// never waits.
+void SqliteStore::gather_appends(std::unique_lock<std::mutex>& lock) {
+  const std::size_t target = std::min(last_batch_size_, tuning_.max_batch);
+  if (target <= 1 || stopping_) return;
+  const auto ready = [&] {
+    return stopping_ || queued_appends_ >= target || queued_other_jobs_ > 0;
+  };
+  if (ready()) return;
+
+  const auto window =
+      std::min(last_commit_duration_ / 2,
+               std::chrono::microseconds(tuning_.max_gather_window_us));
+  writer_waits_for_ = target;
+  wake_.wait_for(lock, window, ready);
+  writer_waits_for_ = 0;
+}
+
+// A run of appends up to max_batch, or one other job. Called under mutex_.
+void SqliteStore::take_jobs(std::vector<Job*>& batch) {
+  if (queue_.empty()) return;
+  if (queue_.front()->kind != JobKind::append) {
+    batch.push_back(queue_.front());
+    queue_.pop_front();
+    --queued_other_jobs_;
+    return;
+  }
+  while (!queue_.empty() && queue_.front()->kind == JobKind::append &&
+         batch.size() < tuning_.max_batch) {
+    batch.push_back(queue_.front());
+    queue_.pop_front();
+    --queued_appends_;
+  }
+}
+
+void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches) {
+  std::vector<Status> results(jobs.size());
+  Connection& c = *writer_;
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    const std::int64_t received_at = now();
+    BatchRollups rollups;
+    c.run(kBeginImmediate);
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      results[i] = insert_event(c, *jobs[i], received_at, rollups);
+    }
+    rollups.write(c);
+    write_touches(c, touches);
+    c.run(kCommit);
+  } catch (...) {
+    const Error error = current_error("append");
+    c.rollback_quietly();
+    log(kLogWarn, "a batch of " + std::to_string(jobs.size()) +
+                      " events was not committed: " + error.message);
+    for (auto& result : results) result = error;
+  }
+  touches.clear();  // written with the batch, or dropped with it
+  last_batch_size_ = jobs.size();
+  last_commit_duration_ = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    jobs[i]->finish(std::move(results[i]));
+  }
+}
+
+// One row under its own savepoint: a constraint failure (the customer is
+// gone) fails this append only; anything else aborts the whole batch.
+Status SqliteStore::insert_event(Connection& c, const Job& job,
+                                 std::int64_t received_at,
+                                 BatchRollups& rollups) {
+  c.run(kSavepoint);
+  try {
+    Use insert(c.statement(sql::kInsertEvent));
+    bind_event(*insert, job.customer_id, *job.event, received_at);
+    insert->exec();
+  } catch (const SQLite::Exception& e) {
+    if (primary_code(e) != SQLITE_CONSTRAINT) throw;
+    c.run(kRollbackToSavepoint);
+    c.run(kReleaseSavepoint);
+    if (e.getExtendedErrorCode() == SQLITE_CONSTRAINT_FOREIGNKEY) {
+      return customer_not_found("append", job.customer_id);
+    }
+    return make_error(
+        ErrorCode::invalid_argument, "",
+        std::string("append: the event was refused (") + e.what() + ")");
+  }
+  c.run(kReleaseSavepoint);
+  rollups.add(job.customer_id, *job.event);
+  return {};
+}
+
+void SqliteStore::run_job(Job& job) {
+  Connection& c = *writer_;
+  Status result;
+  try {
+    if (job.kind == JobKind::write) {
+      c.run(kBeginImmediate);
+      result = job.work(c);
+      if (result) {
+        c.run(kCommit);
+      } else {
+        c.rollback_quietly();
+      }
+    } else {
+      result = job.work(c);
+    }
+  } catch (...) {
+    result = current_error(job.operation);
+    c.rollback_quietly();
+  }
+  job.finish(std::move(result));
+}
+
+void SqliteStore::write_touches(Connection& c, const Touches& touches) {
+  for (const auto& [customer_id, at] : touches) {
+    Use touch(c.statement(kTouchCustomer));
+    touch->bindNoCopy(1, customer_id);
+    touch->bind(2, at);
+    touch->exec();
+  }
+}
+
+void SqliteStore::run_touches(Touches& touches) {
+  if (touches.empty()) return;
+  Connection& c = *writer_;
+  try {
+    c.run(kBeginImmediate);
+    write_touches(c, touches);
+    c.run(kCommit);
+  } catch (...) {
+    c.rollback_quietly();
+    log(kLogWarn, current_error("last_seen_at").message);
+  }
+  touches.clear();
+}
+
+// Folds the WAL back into the database so that a closed store is one file.
+void SqliteStore::final_checkpoint() noexcept {
+  if (in_memory_ || !writer_) return;
+  try {
+    writer_->db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch (...) {
+    log(kLogWarn, current_error("close").message);
+  }
+}
+
+// ---- Customers and tokens ---------------------------------------------------
+
+Result<IssuedToken> SqliteStore::create_customer(
+    std::string_view name, std::optional<std::string_view> email) {
+  constexpr const char* kOp = "create_customer";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+  if (name.empty()) {
+    return make_error(ErrorCode::invalid_argument, "name",
+                      "create_customer: the name must not be empty");
+  }
+
+  try {
+    auto token = tokens::new_token();
+    if (!token) return token.error();
+    auto hash = tokens::hash_token(*token);
+    if (!hash) return hash.error();
+
+    IssuedToken issued;
+    issued.token = std::move(*token);
+    const std::string name_copy(name);
+    const std::optional<std::string> email_copy =
+        email ? std::optional<std::string>(*email) : std::nullopt;
+    const std::int64_t created_at = now();
+
+    Status status = run_write(kOp, [&](Connection& c) -> Status {
+      for (int attempt = 0; attempt < kCustomerIdAttempts; ++attempt) {
+        auto id = tokens::new_customer_id();
+        if (!id) return id.error();
+        if (customer_exists(c, *id)) continue;
+
+        Use customer(c.statement(kInsertCustomer));
+        customer->bind(1, *id);
+        customer->bind(2, name_copy);
+        bind_text(*customer, 3, email_copy);
+        customer->bind(4, created_at);
+        customer->exec();
+
+        Use token_row(c.statement(kInsertToken));
+        token_row->bind(1, *hash);
+        token_row->bind(2, *id);
+        token_row->bind(3, created_at);
+        token_row->exec();
+        issued.customer_id = std::move(*id);
+        return {};
+      }
+      return make_error(ErrorCode::internal_error, "",
+                        "create_customer: no free customer id");
+    });
+    if (!status) return status.error();
+    log(kLogInfo, "created customer " + issued.customer_id);
+    return issued;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Result<std::string> SqliteStore::rotate_token(std::string_view customer_id,
+                                              std::int64_t grace_seconds) {
+  constexpr const char* kOp = "rotate_token";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+  if (grace_seconds < 0) return negative_argument(kOp, "grace_seconds");
+
+  try {
+    auto token = tokens::new_token();
+    if (!token) return token.error();
+    auto hash = tokens::hash_token(*token);
+    if (!hash) return hash.error();
+
+    const std::string id(customer_id);
+    const std::int64_t at = now();
+    const std::int64_t expiry =
+        grace_seconds > std::numeric_limits<std::int64_t>::max() - at
+            ? std::numeric_limits<std::int64_t>::max()
+            : at + grace_seconds;
+
+    Status status = run_write(kOp, [&](Connection& c) -> Status {
+      if (!customer_exists(c, id)) return customer_not_found(kOp, id);
+      Use expire(c.statement(kExpireTokens));
+      expire->bind(1, id);
+      expire->bind(2, expiry);
+      expire->exec();
+
+      Use insert(c.statement(kInsertToken));
+      insert->bind(1, *hash);
+      insert->bind(2, id);
+      insert->bind(3, at);
+      insert->exec();
+      return {};
+    });
+    if (!status) return status.error();
+    log(kLogInfo, "rotated the token of " + id);
+    return std::move(*token);
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Status SqliteStore::revoke_customer(std::string_view customer_id) {
+  constexpr const char* kOp = "revoke_customer";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    const std::string id(customer_id);
+    const std::int64_t at = now();
+    Status status = run_write(kOp, [&](Connection& c) -> Status {
+      if (!customer_exists(c, id)) return customer_not_found(kOp, id);
+      Use expire(c.statement(kExpireTokens));
+      expire->bind(1, id);
+      expire->bind(2, at);
+      expire->exec();
+      return {};
+    });
+    if (status) log(kLogInfo, "revoked every token of " + id);
+    return status;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Status SqliteStore::delete_customer(std::string_view customer_id) {
+  constexpr const char* kOp = "delete_customer";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    const std::string id(customer_id);
+    Status status = run_write(kOp, [&](Connection& c) -> Status {
+      if (!customer_exists(c, id)) return customer_not_found(kOp, id);
+      for (const char* statement : kDeleteCustomer) {
+        Use remove(c.statement(statement));
+        remove->bind(1, id);
+        remove->exec();
+      }
+      return {};
+    });
+    if (!status) return status;
+
+    {
+      std::lock_guard lock(mutex_);
+      last_seen_written_.erase(id);
+    }
+    log(kLogInfo, "deleted customer " + id);
+    return status;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Result<std::vector<CustomerInfo>> SqliteStore::list_customers() {
+  constexpr const char* kOp = "list_customers";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    std::vector<CustomerInfo> customers;
+    const std::int64_t at = now();
+    Status status = run_read(kOp, false, [&](Connection& c) -> Status {
+      customers.clear();  // a retried read starts over
+      Use query(c.statement(sql::kListCustomers));
+      query->bind(1, at);
+      while (query->executeStep()) {
+        CustomerInfo info;
+        info.customer_id = query->getColumn(0).getString();
+        info.name = query->getColumn(1).getString();
+        info.email = text_or_null(*query, 2);
+        info.created_at = query->getColumn(3).getInt64();
+        info.last_seen_at = int_or_null(*query, 4);
+        info.active_tokens = query->getColumn(5).getInt64();
+        info.event_count = query->getColumn(6).getInt64();
+        customers.push_back(std::move(info));
+      }
+      return {};
+    });
+    if (!status) return status.error();
+    return customers;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Result<std::optional<std::string>> SqliteStore::authenticate(
+    std::string_view token) {
+  constexpr const char* kOp = "authenticate";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    // Hash and look up whatever arrived, so that every input costs the same.
+    auto hash = tokens::hash_token(token);
+    if (!hash) return hash.error();
+    const std::int64_t at = now();
+
+    std::optional<std::string> customer;
+    Status status = run_read(kOp, false, [&](Connection& c) -> Status {
+      Use query(c.statement(sql::kAuthenticate));
+      query->bind(1, *hash);
+      query->bind(2, at);
+      if (query->executeStep()) customer = query->getColumn(0).getString();
+      return {};
+    });
+    if (!status) return status.error();
+    if (customer) note_seen(*customer, at);
+    return customer;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+// ---- Events -----------------------------------------------------------------
+
+Status SqliteStore::append(std::string_view customer_id,
+                           const LoopEvent& event) {
+  constexpr const char* kOp = "append";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    Job job;
+    job.kind = JobKind::append;
+    job.operation = kOp;
+    job.customer_id = std::string(customer_id);
+    job.event = &event;
+    return submit(job);
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+// ---- Reads ------------------------------------------------------------------
+
+Result<Stats> SqliteStore::stats(const StatsQuery& q) {
+  constexpr const char* kOp = "stats";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+  if (q.workload_limit < 0) return negative_argument(kOp, "workload_limit");
+
+  try {
+    Stats stats;
+    Status status = run_read(kOp, true, [&](Connection& c) -> Status {
+      stats = Stats{};
+      if (!customer_exists(c, q.customer_id)) {
+        return customer_not_found(kOp, q.customer_id);
+      }
+
+      read_outcomes(c, q, stats);
+      if (q.workload_limit > 0) read_workloads(c, q, stats);
+      return {};
+    });
+    if (!status) return status.error();
+    return stats;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Result<std::vector<ProfileRow>> SqliteStore::profiles(const ProfilesQuery& q) {
+  constexpr const char* kOp = "profiles";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+  if (q.limit < 0) return negative_argument(kOp, "limit");
+
+  try {
+    std::vector<ProfileRow> rows;
+    const char* text =
+        q.workload_id ? sql::kProfilesForWorkload : sql::kProfiles;
+    Status status = run_read(kOp, true, [&](Connection& c) -> Status {
+      rows.clear();
+      if (!customer_exists(c, q.customer_id)) {
+        return customer_not_found(kOp, q.customer_id);
+      }
+
+      Use query(c.statement(text));
+      query->bind(1, q.customer_id);
+      query->bind(2, q.since);
+      query->bind(3, q.limit);
+      if (q.workload_id) query->bind(4, *q.workload_id);
+      while (query->executeStep()) {
+        ProfileRow row;
+        row.timestamp_hour = query->getColumn(0).getInt64();
+        row.workload_id = text_or_null(*query, 1);
+        row.profile_min = real_or_null(*query, 2);
+        row.profile_max = real_or_null(*query, 3);
+        row.profile_median = real_or_null(*query, 4);
+        row.profile_samples = query->getColumn(5).getInt64();
+        row.outcome = query->getColumn(6).getString();
+        row.iterations_used = query->getColumn(7).getInt64();
+        row.gain_margin = real_or_null(*query, 8);
+        rows.push_back(std::move(row));
+      }
+      return {};
+    });
+    if (!status) return status.error();
+    return rows;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Result<std::vector<EventRow>> SqliteStore::events(const EventsQuery& q) {
+  constexpr const char* kOp = "events";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+  if (q.limit < 0) return negative_argument(kOp, "limit");
+
+  try {
+    std::vector<EventRow> rows;
+    const char* text = q.rollbacks_only ? sql::kRollbackEvents : sql::kEvents;
+    Status status = run_read(kOp, true, [&](Connection& c) -> Status {
+      rows.clear();
+      if (!customer_exists(c, q.customer_id)) {
+        return customer_not_found(kOp, q.customer_id);
+      }
+
+      Use query(c.statement(text));
+      query->bind(1, q.customer_id);
+      query->bind(2, q.since);
+      query->bind(3, q.limit);
+      while (query->executeStep()) {
+        EventRow row;
+        row.timestamp_hour = query->getColumn(0).getInt64();
+        row.workload_id = text_or_null(*query, 1);
+        row.outcome = query->getColumn(2).getString();
+        row.iterations_used = query->getColumn(3).getInt64();
+        row.gain_margin = real_or_null(*query, 4);
+        row.profile_max = real_or_null(*query, 5);
+        row.savings_vs_fixed_cap = int_or_null(*query, 6);
+        row.library_version = query->getColumn(7).getString();
+        rows.push_back(std::move(row));
+      }
+      return {};
+    });
+    if (!status) return status.error();
+    return rows;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+// ---- Lifetime ---------------------------------------------------------------
+
+Status SqliteStore::close() {
+  std::lock_guard close_lock(close_mutex_);
+  {
+    std::unique_lock lock(mutex_);
+    if (closed_) return {};
+    closed_ = true;
+    // Calls already inside (appends waiting for their commit among them)
+    // finish first; the writer is still running for them.
+    idle_.wait(lock, [this] { return active_calls_ == 0; });
+  }
+  readers_.clear();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (writer_thread_.joinable()) writer_thread_.join();
+  log(kLogDebug, "store closed");
+  return {};
+}
+
+// ---- Opening ----------------------------------------------------------------
+
+std::string path_in_quotes(const std::string& path) {
+  return "'" + path + "'";
+}
+
+Result<std::unique_ptr<Connection>> open_writer(
+    const SqliteStoreOptions& options, const SqliteTuning& tuning,
+    bool in_memory) {
+  // NOMUTEX: opened here, then used by the writer thread alone.
+  const int flags =
+      SQLite::OPEN_NOMUTEX |
+      (tuning.read_only ? SQLite::OPEN_READONLY
+                        : SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+  auto writer =
+      std::make_unique<Connection>(options.path, flags, tuning.busy_timeout_ms);
+  SQLite::Database& db = writer->db();
+  if (sqlite3_db_readonly(db.getHandle(), "main") == 1) {
+    return make_error(
+        ErrorCode::storage_error, "",
+        "open: the database " + path_in_quotes(options.path) + " is read-only");
+  }
+
+  // Look before writing anything: a newer or foreign file stays untouched
+  // (even switching to WAL would rewrite its header).
+  const sqlite::SchemaState state = sqlite::inspect_schema(db);
+  if (state.kind == sqlite::SchemaKind::too_new) {
+    return make_error(
+        ErrorCode::schema_too_new, "",
+        "open: " + path_in_quotes(options.path) + " has schema version " +
+            std::to_string(state.user_version) +
+            ", newer than this library's " +
+            std::to_string(sqlite::kSchemaVersion) + "; it was not modified");
+  }
+  if (state.kind == sqlite::SchemaKind::foreign) {
+    return make_error(ErrorCode::storage_error, "",
+                      "open: " + path_in_quotes(options.path) +
+                          " is not a loopgain-receiver database or corrupt");
+  }
+
+  std::string mode;
+  {
+    SQLite::Statement journal(db, "PRAGMA journal_mode = WAL");
+    journal.executeStep();
+    mode = journal.getColumn(0).getString();
+  }
+  if (!in_memory && mode != "wal") {
+    return make_error(ErrorCode::storage_error, "",
+                      "open: cannot use WAL mode for " +
+                          path_in_quotes(options.path) + " (journal mode is " +
+                          mode + ")");
+  }
+  db.exec("PRAGMA synchronous = FULL");
+  // The per-row savepoints keep their sub-journal in memory, not in a
+  // temporary file.
+  db.exec("PRAGMA temp_store = MEMORY");
+  if (tuning.max_page_count > 0) {
+    db.exec("PRAGMA max_page_count = " + std::to_string(tuning.max_page_count));
+  }
+
+  if (state.kind != sqlite::SchemaKind::current ||
+      state.user_version < sqlite::kSchemaVersion) {
+    sqlite::migrate(db, options.log);
+  }
+  db.exec("PRAGMA foreign_keys = ON");
+  return writer;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options,
+                                                 const SqliteTuning& tuning) {
+  if (auto ready = tokens::init(); !ready) return ready.error();
+  if (tuning.max_batch == 0 || tuning.max_batch > kMaxBatchLimit) {
+    return make_error(ErrorCode::invalid_argument, "max_batch",
+                      "open: max_batch must be 1 .. 65536");
+  }
+  if (!options.now) {
+    options.now = [] {
+      return static_cast<std::int64_t>(
+          std::chrono::duration_cast<std::chrono::seconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count());
+    };
+  }
+  const bool in_memory = options.path.empty() || options.path == ":memory:";
+
+  try {
+    auto writer = open_writer(options, tuning, in_memory);
+    if (!writer) return writer.error();
+    if (options.log) {
+      options.log(kLogInfo, "opened " + path_in_quotes(options.path) +
+                                " at schema version " +
+                                std::to_string(sqlite::kSchemaVersion));
+    }
+    return std::unique_ptr<Store>(std::make_unique<SqliteStore>(
+        std::move(options), tuning, std::move(*writer), in_memory));
+  } catch (const sqlite::MigrationError& e) {
+    const ErrorCode code = e.kind() == sqlite::SchemaKind::too_new
+                               ? ErrorCode::schema_too_new
+                               : ErrorCode::storage_error;
+    return make_error(code, "", std::string("open: ") + e.what());
+  } catch (...) {
+    return current_error("open");
+  }
+}
+
+Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options) {
+  return open_sqlite_store(std::move(options), SqliteTuning{});
+}
+
+}  // namespace lgr

@@ -1,0 +1,444 @@
+// Store benchmark: append throughput through lgr::Store against a bare
+// prepared-statement loop over the same schema, and read latency at growing
+// row counts. Prints figures; asserts nothing.
+//
+//   store_bench [directory]     (default: a new directory under /tmp)
+//
+// Throughput: every run starts from a fresh database with 1,000 customers
+// (or 1) and commits with synchronous=FULL, like the store. The bare loop
+// commits batches of as many events as there are store threads (a blocked
+// appender contributes one event per commit, so that is the store's best
+// case batch), inserting the rows and upserting the rollups of each batch;
+// the "rows only" bare rate leaves the rollups out.
+//
+// Latency: one customer's events spread over 30 days with 20 workloads;
+// the database is filled with the bare loop (synchronous=OFF, big batches),
+// then read through the store.
+#include "sqlite_schema.hpp"
+#include "sqlite_store.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::int64_t kNow = 1749992400;
+constexpr std::int64_t kHour = 3600;
+constexpr const char* kOutcomes[] = {"converged", "converged", "diverged",
+                                     "oscillating", "max_iterations"};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Event i of a run; one in 21 has no workload, the rest spread over
+// `workloads` ids.
+lgr::LoopEvent make_event(std::int64_t i, int workloads = 20) {
+  lgr::LoopEvent e;
+  e.schema_version = 4;
+  e.library = "loopgain";
+  e.library_version = "0.6.4";
+  // Outcome and workload vary independently of the hour.
+  const std::uint64_t mix = static_cast<std::uint64_t>(i) * 0x9E3779B97F4A7C15u;
+  if (i % 21 != 0) {
+    e.workload_id = "workload-" + std::to_string((mix >> 20) % workloads);
+  }
+  e.timestamp_hour = kNow - (i % 720) * kHour;
+  e.outcome = kOutcomes[(mix >> 40) % 5];
+  e.iterations_used = 1 + i % 17;
+  e.gain_margin = 0.3;
+  if (i % 3 != 0) e.savings_vs_fixed_cap = i % 9;
+  e.rollback_triggered = i % 13 == 0;
+  e.profile = {0.2, 0.9, 0.55, 6};
+  e.best_index = i % 5;
+  e.thresholds = {0.05, 0.2, 0.5, 1.5};
+  e.smoothing_window = 3;
+  e.framework = "langgraph";
+  return e;
+}
+
+// Event i's customer: scattered, so that neither the store's batches nor
+// the bare loop's happen to hold neighbouring customers (whose index
+// entries would share pages).
+std::size_t customer_of(std::int64_t i, std::size_t customers) {
+  return static_cast<std::size_t>(
+      (static_cast<std::uint64_t>(i) * 2654435761u) % customers);
+}
+
+// ---- The bare loop ------------------------------------------------------
+
+void bind_optional(SQLite::Statement& s, int index,
+                   const std::optional<std::string>& v) {
+  if (v) {
+    s.bind(index, *v);
+  } else {
+    s.bind(index);
+  }
+}
+
+void bind_optional(SQLite::Statement& s, int index,
+                   const std::optional<double>& v) {
+  if (v) {
+    s.bind(index, *v);
+  } else {
+    s.bind(index);
+  }
+}
+
+void bind_optional(SQLite::Statement& s, int index,
+                   const std::optional<std::int64_t>& v) {
+  if (v) {
+    s.bind(index, *v);
+  } else {
+    s.bind(index);
+  }
+}
+
+class BareWriter {
+ public:
+  BareWriter(const fs::path& path, bool durable)
+      : db_(path.string(), SQLite::OPEN_READWRITE),
+        insert_(db_, lgr::sqlite::sql::kInsertEvent),
+        outcome_(db_, lgr::sqlite::sql::kUpsertHourlyOutcome),
+        daily_outcome_(db_, lgr::sqlite::sql::kUpsertDailyOutcome),
+        workload_(db_, lgr::sqlite::sql::kUpsertHourlyWorkload),
+        daily_(db_, lgr::sqlite::sql::kUpsertDailyWorkload) {
+    db_.exec("PRAGMA journal_mode = WAL");
+    db_.exec(durable ? "PRAGMA synchronous = FULL"
+                     : "PRAGMA synchronous = OFF");
+    db_.exec("PRAGMA foreign_keys = ON");
+  }
+
+  void write_batch(const std::vector<std::string>& customers,
+                   std::int64_t first, std::int64_t count, bool rollups,
+                   int workload_count = 20) {
+    db_.exec("BEGIN IMMEDIATE");
+    std::map<std::tuple<std::string, std::int64_t, std::string>,
+             std::array<std::int64_t, 4>>
+        outcomes, daily_outcomes;
+    std::map<std::tuple<std::string, std::int64_t, int, std::string>,
+             std::int64_t>
+        workloads, daily;
+    for (std::int64_t i = first; i < first + count; ++i) {
+      const std::string& customer = customers[customer_of(i, customers.size())];
+      const lgr::LoopEvent e = make_event(i, workload_count);
+      bind(customer, e);
+      insert_.exec();
+      insert_.reset();
+      if (!rollups) continue;
+      const std::int64_t day = lgr::sqlite::day_of(e.timestamp_hour);
+      for (auto* o : {&outcomes[{customer, e.timestamp_hour, e.outcome}],
+                      &daily_outcomes[{customer, day, e.outcome}]}) {
+        (*o)[0] += 1;
+        (*o)[1] += e.iterations_used;
+        (*o)[2] += e.savings_vs_fixed_cap.value_or(0);
+        (*o)[3] += e.rollback_triggered ? 1 : 0;
+      }
+      workloads[{customer, e.timestamp_hour, e.workload_id ? 0 : 1,
+                 e.workload_id.value_or("")}] += 1;
+      daily[{customer, lgr::sqlite::day_of(e.timestamp_hour),
+             e.workload_id ? 0 : 1, e.workload_id.value_or("")}] += 1;
+    }
+    for (auto [sums, statement] :
+         {std::pair{&outcomes, &outcome_},
+          std::pair{&daily_outcomes, &daily_outcome_}}) {
+      for (const auto& [k, v] : *sums) {
+        statement->bind(1, std::get<0>(k));
+        statement->bind(2, std::get<1>(k));
+        statement->bind(3, std::get<2>(k));
+        for (int j = 0; j < 4; ++j) statement->bind(4 + j, v[j]);
+        statement->exec();
+        statement->reset();
+      }
+    }
+    for (auto [sums, statement] :
+         {std::pair{&workloads, &workload_}, std::pair{&daily, &daily_}}) {
+      for (const auto& [k, n] : *sums) {
+        statement->bind(1, std::get<0>(k));
+        statement->bind(2, std::get<1>(k));
+        statement->bind(3, std::get<2>(k));
+        statement->bind(4, std::get<3>(k));
+        statement->bind(5, n);
+        statement->exec();
+        statement->reset();
+      }
+    }
+    db_.exec("COMMIT");
+  }
+
+ private:
+  void bind(const std::string& customer, const lgr::LoopEvent& e) {
+    SQLite::Statement& s = insert_;
+    s.bind(1, customer);
+    s.bind(2, e.schema_version);
+    s.bind(3, e.library);
+    s.bind(4, e.library_version);
+    bind_optional(s, 5, e.workload_id);
+    s.bind(6, e.timestamp_hour);
+    s.bind(7, e.outcome);
+    s.bind(8, e.iterations_used);
+    bind_optional(s, 9, e.gain_margin);
+    bind_optional(s, 10, e.savings_vs_fixed_cap);
+    s.bind(11, e.rollback_triggered ? 1 : 0);
+    bind_optional(s, 12, e.profile.min);
+    bind_optional(s, 13, e.profile.max);
+    bind_optional(s, 14, e.profile.median);
+    s.bind(15, e.profile.samples);
+    bind_optional(s, 16, e.best_index);
+    s.bind(17, e.thresholds.fast_converge);
+    s.bind(18, e.thresholds.converging);
+    s.bind(19, e.thresholds.stalling);
+    s.bind(20, e.thresholds.oscillating_upper);
+    s.bind(21, e.smoothing_window);
+    bind_optional(s, 22, e.framework);
+    bind_optional(s, 23, e.loop_type);
+    bind_optional(s, 24, e.team);
+    bind_optional(s, 25, e.actual_dollars_spent);
+    bind_optional(s, 26, e.actual_dollars_saved);
+    bind_optional(s, 27, e.per_iteration_json);
+    s.bind(28, kNow);
+  }
+
+  SQLite::Database db_;
+  SQLite::Statement insert_;
+  SQLite::Statement outcome_;
+  SQLite::Statement daily_outcome_;
+  SQLite::Statement workload_;
+  SQLite::Statement daily_;
+};
+
+// ---- Set-up ---------------------------------------------------------------
+
+lgr::SqliteTuning g_tuning;  // --no-gather changes it
+
+lgr::SqliteStoreOptions store_options(const fs::path& path) {
+  lgr::SqliteStoreOptions o;
+  o.path = path.string();
+  o.now = [] { return kNow; };
+  return o;
+}
+
+// A fresh database at `path` with `count` customers; returns their ids.
+std::vector<std::string> fresh_database(const fs::path& path, int count) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    fs::remove(path.string() + suffix);
+  }
+  auto store = lgr::open_sqlite_store(store_options(path));
+  if (!store) {
+    std::fprintf(stderr, "open failed: %s\n", store.error().message.c_str());
+    std::exit(1);
+  }
+  (void)(*store)->close();
+
+  std::vector<std::string> ids;
+  SQLite::Database db(path.string(), SQLite::OPEN_READWRITE);
+  db.exec("BEGIN");
+  SQLite::Statement insert(db,
+                           "INSERT INTO customers (customer_id, name,"
+                           " created_at) VALUES (?1, 'bench', ?2)");
+  for (int i = 0; i < count; ++i) {
+    char id[32];
+    std::snprintf(id, sizeof id, "cust_%016x", i + 1);
+    ids.emplace_back(id);
+    insert.bind(1, ids.back());
+    insert.bind(2, kNow);
+    insert.exec();
+    insert.reset();
+  }
+  db.exec("COMMIT");
+  return ids;
+}
+
+// ---- Measurements -----------------------------------------------------------
+
+double store_rate(const fs::path& path, int customers, int threads,
+                  std::int64_t total) {
+  const std::vector<std::string> ids = fresh_database(path, customers);
+  auto opened = lgr::open_sqlite_store(store_options(path), g_tuning);
+  if (!opened) std::exit(1);
+  lgr::Store& store = **opened;
+
+  std::atomic<std::int64_t> failures{0};
+  std::vector<std::thread> workers;
+  const auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (std::int64_t i = t; i < total; i += threads) {
+        const auto& id = ids[customer_of(i, ids.size())];
+        if (!store.append(id, make_event(i))) ++failures;
+      }
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  const double elapsed = seconds_since(start);
+  (void)store.close();
+  if (failures.load() != 0) std::fprintf(stderr, "append failures!\n");
+  return static_cast<double>(total) / elapsed;
+}
+
+double bare_rate(const fs::path& path, int customers, std::int64_t batch,
+                 std::int64_t total, bool rollups) {
+  const std::vector<std::string> ids = fresh_database(path, customers);
+  BareWriter writer(path, true);
+  const auto start = Clock::now();
+  for (std::int64_t i = 0; i < total; i += batch) {
+    writer.write_batch(ids, i, std::min(batch, total - i), rollups);
+  }
+  return static_cast<double>(total) / seconds_since(start);
+}
+
+struct Latency {
+  double median_us = 0;
+  double p99_us = 0;
+};
+
+template <class F>
+Latency time_calls(int calls, F&& call) {
+  std::vector<double> samples;
+  for (int i = 0; i < calls; ++i) {
+    const auto start = Clock::now();
+    call();
+    samples.push_back(seconds_since(start) * 1e6);
+  }
+  std::sort(samples.begin(), samples.end());
+  return {samples[samples.size() / 2],
+          samples[std::min(samples.size() - 1, samples.size() * 99 / 100)]};
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// Fills one customer's database up to each of `sizes` rows and times the
+// reads through the store.
+void read_latencies(const fs::path& path, int workloads,
+                    const std::vector<std::int64_t>& sizes) {
+  const std::vector<std::string> ids = fresh_database(path, 1);
+  const std::int64_t since = kNow - 30 * 86400;
+  std::int64_t filled = 0;
+  for (const std::int64_t rows : sizes) {
+    {
+      BareWriter writer(path, false);
+      for (; filled < rows; filled += 10000) {
+        writer.write_batch(ids, filled, 10000, true, workloads);
+      }
+    }
+    auto opened = lgr::open_sqlite_store(store_options(path));
+    if (!opened) std::exit(1);
+    lgr::Store& store = **opened;
+    const lgr::StatsQuery stats{ids[0], since, 50};
+    const lgr::EventsQuery events{ids[0], since, false, 500};
+    const lgr::ProfilesQuery profiles{ids[0], std::nullopt, since, 1000};
+    for (int i = 0; i < 20; ++i) (void)store.stats(stats);  // warm up
+    const auto s = time_calls(500, [&] { (void)store.stats(stats); });
+    const auto e = time_calls(100, [&] { (void)store.events(events); });
+    const auto p = time_calls(100, [&] { (void)store.profiles(profiles); });
+    const auto check = store.stats(stats);
+    if (!check || check->totals.event_count != rows) {
+      std::fprintf(stderr, "stats returned the wrong count\n");
+    }
+    (void)store.close();
+    char label[64];
+    std::snprintf(label, sizeof label, "%lld rows, %d workloads",
+                  static_cast<long long>(rows), workloads);
+    std::printf("%-24s %12.0f %12.0f %14.0f %16.0f\n", label, s.median_us,
+                s.p99_us, e.median_us, p.median_us);
+  }
+}
+
+void append_table(const fs::path& path) {
+  std::printf("%-28s %7s %11s %11s %6s %11s %6s\n", "append (median of 3)",
+              "events", "store ev/s", "bare ev/s", "ratio", "rows-only",
+              "ratio");
+  struct Run {
+    int customers;
+    int threads;
+    std::int64_t events;
+  };
+  for (const Run run : {Run{1000, 1, 1000}, Run{1000, 8, 8000}, Run{1, 1, 1000},
+                        Run{1, 8, 8000}, Run{1000, 64, 32000}}) {
+    // Interleaved, so that disk noise hits all three alike.
+    std::vector<double> store, bare, rows_only;
+    for (int repeat = 0; repeat < 3; ++repeat) {
+      store.push_back(store_rate(path, run.customers, run.threads, run.events));
+      bare.push_back(
+          bare_rate(path, run.customers, run.threads, run.events, true));
+      rows_only.push_back(
+          bare_rate(path, run.customers, run.threads, run.events, false));
+    }
+    char label[64];
+    std::snprintf(label, sizeof label, "%d thread%s, %d customer%s",
+                  run.threads, run.threads == 1 ? "" : "s", run.customers,
+                  run.customers == 1 ? "" : "s");
+    const double s_rate = median(store);
+    const double b_rate = median(bare);
+    const double r_rate = median(rows_only);
+    std::printf("%-28s %7lld %11.0f %11.0f %5.0f%% %11.0f %5.0f%%\n", label,
+                static_cast<long long>(run.events), s_rate, b_rate,
+                100.0 * s_rate / b_rate, r_rate, 100.0 * s_rate / r_rate);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path dir;
+  bool appends = true;
+  bool reads = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--appends-only") {
+      reads = false;
+    } else if (arg == "--reads-only") {
+      appends = false;
+    } else if (arg == "--no-gather") {
+      g_tuning.max_gather_window_us = 0;
+    } else {
+      dir = arg;
+    }
+  }
+  const bool keep = !dir.empty();
+  if (keep) {
+    fs::create_directories(dir);
+  } else {
+    std::string pattern =
+        (fs::temp_directory_path() / "lgr-bench-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) return 1;
+    dir = pattern;
+  }
+  const fs::path path = dir / "bench.db";
+  std::printf("store_bench in %s (SQLite %s)\n\n", dir.c_str(),
+              sqlite3_libversion());
+
+  if (appends) append_table(path);
+  if (reads) {
+    std::printf("\n%-24s %12s %12s %14s %16s\n", "reads (one customer)",
+                "stats p50 us", "stats p99 us", "events500 p50",
+                "profiles1000 p50");
+    read_latencies(path, 20, {10000, 100000, 1000000});
+    read_latencies(path, 200, {1000000});
+  }
+
+  if (!keep) fs::remove_all(dir);
+  return 0;
+}

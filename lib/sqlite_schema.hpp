@@ -1,0 +1,222 @@
+// The SQLite schema of lgr::Store: DDL, versioned migrations and the SQL of
+// the reads.
+//
+// The schema version lives in PRAGMA user_version. Version 0 is either an
+// empty file or the seed's original two-table schema (the Cloudflare Worker
+// the receiver replaces: `customers` holding one token_hash per customer,
+// and `loop_events`); anything else at version 0 is refused. Versions above
+// kSchemaVersion were written by a newer library and are refused untouched.
+//
+// Indexes on loop_events are ascending on timestamp_hour. SQLite walks them
+// backwards for "timestamp_hour DESC, id DESC" (the rowid is the index's
+// last column), so the newest-first reads need no temporary B-tree; a
+// DESC index column would need one for the id tie-break.
+//
+// These functions throw SQLite::Exception (or MigrationError); the store
+// turns every exception into an lgr::Error.
+#pragma once
+
+#include <SQLiteCpp/Database.h>
+
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace lgr::sqlite {
+
+// The version this library writes. Migrations go from every older version
+// up to it in one transaction.
+inline constexpr int kSchemaVersion = 1;
+
+enum class SchemaKind {
+  empty,    // no tables yet: a new database
+  seed,     // user_version 0 with the seed's customers/loop_events tables
+  current,  // user_version 1 .. kSchemaVersion
+  too_new,  // user_version > kSchemaVersion
+  foreign,  // tables we do not recognise, or a negative user_version
+};
+
+struct SchemaState {
+  SchemaKind kind = SchemaKind::empty;
+  int user_version = 0;
+};
+
+// Thrown by migrate() when the state found inside its transaction forbids
+// migrating (a newer or a foreign database).
+class MigrationError : public std::runtime_error {
+ public:
+  MigrationError(SchemaKind kind, const std::string& message)
+      : std::runtime_error(message), kind_(kind) {}
+  SchemaKind kind() const noexcept { return kind_; }
+
+ private:
+  SchemaKind kind_;
+};
+
+// Reads the schema state without writing anything.
+SchemaState inspect_schema(SQLite::Database& db);
+
+// Brings the database to kSchemaVersion. Must be called outside a
+// transaction: it turns foreign keys off for the duration (table rebuilds
+// need that), runs every step in one IMMEDIATE transaction that re-inspects
+// the state first, and turns foreign keys back on. Returns the version the
+// database had before. Throws MigrationError for a too new or foreign
+// database found inside the transaction.
+int migrate(SQLite::Database& db,
+            const std::function<void(int, std::string_view)>& log);
+
+// The SQL of every read, shared with the tests that check query plans.
+// Parameters are numbered; each comment lists them.
+namespace sql {
+
+// ?1 token_hash, ?2 now
+inline constexpr const char* kAuthenticate =
+    "SELECT customer_id FROM tokens"
+    " WHERE token_hash = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)";
+
+// ?1 customer_id
+inline constexpr const char* kCustomerExists =
+    "SELECT 1 FROM customers WHERE customer_id = ?1";
+
+// ?1 now
+inline constexpr const char* kListCustomers =
+    "SELECT c.customer_id, c.name, c.email, c.created_at, c.last_seen_at,"
+    " (SELECT COUNT(*) FROM tokens t WHERE t.customer_id = c.customer_id"
+    "   AND (t.revoked_at IS NULL OR t.revoked_at > ?1)),"
+    " (SELECT COALESCE(SUM(d.events), 0) FROM daily_outcomes d"
+    "   WHERE d.customer_id = c.customer_id)"
+    " FROM customers c ORDER BY c.created_at, c.customer_id";
+
+// The stats rows are summed by the store, not by GROUP BY: SQLite groups
+// through a temporary B-tree, which costs about three times as much as a
+// hash map for the few thousand rollup rows of a 30-day window.
+
+// ?1 customer_id, ?2 since, ?3 first_day_at_or_after(since): hourly rows
+// before that day, daily rows from it on. Totals are the sums of all rows.
+inline constexpr const char* kStatsOutcomes =
+    "SELECT outcome, events, iterations, savings, rollbacks"
+    " FROM hourly_outcomes WHERE customer_id = ?1 AND hour >= ?2 AND hour < ?3"
+    " UNION ALL"
+    " SELECT outcome, events, iterations, savings, rollbacks"
+    " FROM daily_outcomes WHERE customer_id = ?1 AND day >= ?3";
+
+// Parameters as for kStatsOutcomes.
+inline constexpr const char* kStatsWorkloads =
+    "SELECT workload_null, workload_id, events FROM hourly_workloads"
+    " WHERE customer_id = ?1 AND hour >= ?2 AND hour < ?3"
+    " UNION ALL"
+    " SELECT workload_null, workload_id, events FROM daily_workloads"
+    " WHERE customer_id = ?1 AND day >= ?3";
+
+// ?1 customer_id, ?2 since, ?3 limit
+inline constexpr const char* kProfiles =
+    "SELECT timestamp_hour, workload_id, profile_min, profile_max,"
+    " profile_median, profile_samples, outcome, iterations_used, gain_margin"
+    " FROM loop_events WHERE customer_id = ?1 AND timestamp_hour >= ?2"
+    " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+
+// ?1 customer_id, ?2 since, ?3 limit, ?4 workload_id
+inline constexpr const char* kProfilesForWorkload =
+    "SELECT timestamp_hour, workload_id, profile_min, profile_max,"
+    " profile_median, profile_samples, outcome, iterations_used, gain_margin"
+    " FROM loop_events"
+    " WHERE customer_id = ?1 AND workload_id = ?4 AND timestamp_hour >= ?2"
+    " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+
+// ?1 customer_id, ?2 since, ?3 limit
+inline constexpr const char* kEvents =
+    "SELECT timestamp_hour, workload_id, outcome, iterations_used,"
+    " gain_margin, profile_max, savings_vs_fixed_cap, library_version"
+    " FROM loop_events WHERE customer_id = ?1 AND timestamp_hour >= ?2"
+    " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+
+// ?1 customer_id, ?2 since, ?3 limit. The literal "rollback_triggered = 1"
+// is what lets SQLite use the partial index.
+inline constexpr const char* kRollbackEvents =
+    "SELECT timestamp_hour, workload_id, outcome, iterations_used,"
+    " gain_margin, profile_max, savings_vs_fixed_cap, library_version"
+    " FROM loop_events WHERE customer_id = ?1 AND timestamp_hour >= ?2"
+    " AND rollback_triggered = 1"
+    " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+
+// The writes of the event path, shared with the benchmark's bare loop.
+// ?1 .. ?28 in the order of the column list.
+inline constexpr const char* kInsertEvent =
+    "INSERT INTO loop_events (customer_id, schema_version, library,"
+    " library_version, workload_id, timestamp_hour, outcome,"
+    " iterations_used, gain_margin, savings_vs_fixed_cap,"
+    " rollback_triggered, profile_min, profile_max, profile_median,"
+    " profile_samples, best_index, threshold_fast_converge,"
+    " threshold_converging, threshold_stalling, threshold_oscillating_upper,"
+    " smoothing_window, framework, loop_type, team, actual_dollars_spent,"
+    " actual_dollars_saved, per_iteration_json, received_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+    " ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+
+// ?1 customer_id, ?2 hour, ?3 outcome, ?4 events, ?5 iterations,
+// ?6 savings, ?7 rollbacks
+inline constexpr const char* kUpsertHourlyOutcome =
+    "INSERT INTO hourly_outcomes (customer_id, hour, outcome, events,"
+    " iterations, savings, rollbacks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    " ON CONFLICT (customer_id, hour, outcome) DO UPDATE SET"
+    " events = events + excluded.events,"
+    " iterations = iterations + excluded.iterations,"
+    " savings = savings + excluded.savings,"
+    " rollbacks = rollbacks + excluded.rollbacks";
+
+// As kUpsertHourlyOutcome with ?2 day.
+inline constexpr const char* kUpsertDailyOutcome =
+    "INSERT INTO daily_outcomes (customer_id, day, outcome, events,"
+    " iterations, savings, rollbacks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+    " ON CONFLICT (customer_id, day, outcome) DO UPDATE SET"
+    " events = events + excluded.events,"
+    " iterations = iterations + excluded.iterations,"
+    " savings = savings + excluded.savings,"
+    " rollbacks = rollbacks + excluded.rollbacks";
+
+// ?1 customer_id, ?2 day, ?3 workload_null, ?4 workload_id, ?5 events
+inline constexpr const char* kUpsertDailyWorkload =
+    "INSERT INTO daily_workloads (customer_id, day, workload_null,"
+    " workload_id, events) VALUES (?1, ?2, ?3, ?4, ?5)"
+    " ON CONFLICT (customer_id, day, workload_null, workload_id)"
+    " DO UPDATE SET events = events + excluded.events";
+
+// ?1 customer_id, ?2 hour, ?3 workload_null, ?4 workload_id, ?5 events
+inline constexpr const char* kUpsertHourlyWorkload =
+    "INSERT INTO hourly_workloads (customer_id, hour, workload_null,"
+    " workload_id, events) VALUES (?1, ?2, ?3, ?4, ?5)"
+    " ON CONFLICT (customer_id, hour, workload_null, workload_id)"
+    " DO UPDATE SET events = events + excluded.events";
+
+}  // namespace sql
+
+inline constexpr std::int64_t kSecondsPerDay = 86400;
+
+// The UTC day (its first second) that `timestamp` falls in.
+constexpr std::int64_t day_of(std::int64_t timestamp) {
+  if (timestamp < INT64_MIN + kSecondsPerDay) return INT64_MIN;
+  return timestamp -
+         ((timestamp % kSecondsPerDay) + kSecondsPerDay) % kSecondsPerDay;
+}
+
+// The first day boundary at or after `timestamp` (saturating).
+constexpr std::int64_t first_day_at_or_after(std::int64_t timestamp) {
+  const std::int64_t day = day_of(timestamp);
+  if (day == timestamp) return day;
+  if (day > INT64_MAX - kSecondsPerDay) return INT64_MAX;
+  return day + kSecondsPerDay;
+}
+
+// Index names, for the query-plan tests.
+namespace index {
+inline constexpr std::string_view kEventsByTime =
+    "loop_events_by_customer_time";
+inline constexpr std::string_view kEventsByWorkload =
+    "loop_events_by_customer_workload_time";
+inline constexpr std::string_view kRollbacksByTime =
+    "loop_events_rollbacks_by_customer_time";
+}  // namespace index
+
+}  // namespace lgr::sqlite

@@ -1,0 +1,86 @@
+// The SQLite backend of lgr::Store.
+//
+// One database file in WAL mode with synchronous=FULL: every acknowledged
+// event survives a power cut. The schema is described in sqlite_schema.hpp.
+//
+// Writes (group commit): one writer thread owns the only write connection.
+// append() queues the event and blocks until the transaction holding it has
+// committed. The writer drains whatever is queued, up to
+// SqliteTuning::max_batch events, into one transaction, with a SAVEPOINT per
+// row: a row that fails on its own (its customer was deleted meanwhile)
+// fails only its own append(), while a failed transaction (disk full, I/O
+// error) fails every append() of the batch and leaves nothing of it. After
+// a batch of n events the writer waits briefly for n appends to be queued
+// again (see max_gather_window_us), so that concurrent appenders keep
+// sharing commits. The hourly and daily rollups that answer stats() are
+// updated in the same transaction, summed in memory first. Admin writes
+// (create, rotate, revoke, delete) and the throttled last_seen_at updates
+// go through the same thread, so in-process callers never meet SQLITE_BUSY;
+// another process holding the lock longer than the busy timeout gives
+// ErrorCode::busy.
+//
+// Reads: a small pool of connections with query_only set; WAL readers never
+// block the writer and see only committed transactions. Each read is one
+// indexed range query per result set, inside one read transaction (a
+// consistent snapshot); stats() sums its rollup rows in memory. An
+// in-memory database (":memory:" or "") cannot be shared between
+// connections, so there every read runs on the writer thread.
+//
+// Thread safety: one store may be used from any number of threads at once.
+// close() may race with other calls: calls that already started finish,
+// later ones fail with ErrorCode::closed. close() returns once the writer
+// has committed everything queued and every connection is closed; the
+// destructor calls it. SqliteStoreOptions::now and ::log may be called from
+// any thread, including the writer's; log must not call back into the
+// store.
+//
+// Errors: every SQLite failure becomes an lgr::Error naming the operation:
+// busy (SQLITE_BUSY/LOCKED after the timeout), storage_error ("disk full",
+// "the database is read-only", "not a loopgain-receiver database or
+// corrupt", I/O errors), schema_too_new, customer_not_found,
+// invalid_argument, closed; internal_error for anything else (out of
+// memory). Nothing throws.
+//
+// Limits: reads answer customer_not_found for an unknown customer. stats()
+// costs about one rollup row per (day, workload) and (day, outcome) in the
+// window, so a customer with hundreds of workloads a day takes a few
+// milliseconds (bench/store_bench). Retention (pruning old events) is not
+// done here.
+#pragma once
+
+#include "store.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+namespace lgr {
+
+// Knobs beyond SqliteStoreOptions, for tests and benchmarks. The defaults
+// are what open_sqlite_store(SqliteStoreOptions) uses.
+struct SqliteTuning {
+  // Open the file with SQLITE_OPEN_READONLY. A read-only database is refused
+  // at open (storage_error), exactly like a file the process may not write;
+  // this flag reproduces that where file modes cannot (tests run as root).
+  bool read_only = false;
+  // PRAGMA max_page_count for the write connection; 0 keeps SQLite's
+  // default. A small value makes the database "full" (SQLITE_FULL).
+  std::int64_t max_page_count = 0;
+  // Most events committed by one transaction.
+  std::size_t max_batch = 1024;
+  // Upper bound on how long the writer waits for the appenders of its last
+  // batch to come back before committing a smaller one (group commit). The
+  // actual wait is at most half the last commit's duration. 0 disables.
+  std::int64_t max_gather_window_us = 2000;
+  // Events waiting for the writer beyond which append() answers busy.
+  std::size_t max_queued = 65536;
+  // Read connections kept open between reads. Reads running at the same
+  // time beyond this many open a connection of their own and close it.
+  std::size_t max_idle_readers = 4;
+  int busy_timeout_ms = 5000;
+};
+
+Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options,
+                                                 const SqliteTuning& tuning);
+
+}  // namespace lgr
