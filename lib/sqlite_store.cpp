@@ -33,6 +33,18 @@ constexpr int kLogWarn = 2;
 constexpr std::int64_t kLastSeenInterval = 60;  // seconds
 constexpr int kCustomerIdAttempts = 4;
 constexpr std::size_t kMaxBatchLimit = 65536;
+// The writer restarts the WAL once it holds this many pages (4 MiB at the
+// default page size) and the file is truncated back to this many bytes.
+constexpr int kWalCheckpointPages = 1000;
+constexpr std::int64_t kWalSizeLimitBytes = 4 * 1024 * 1024;
+
+// Installed on the writer connection in place of SQLite's automatic
+// checkpoint: records the WAL's size after every commit.
+int record_wal_pages(void* wal_pages, sqlite3*, const char*, int pages) {
+  *static_cast<int*>(wal_pages) = pages;
+  return SQLITE_OK;
+}
+
 
 // ---- Writes that only the store issues --------------------------------------
 
@@ -622,6 +634,8 @@ class SqliteStore final : public Store {
   void run_touches(Touches& touches);
   void write_touches(Connection& c, const Touches& touches);
   void final_checkpoint() noexcept;
+  bool file_has_moved(Connection& c) const;
+  void checkpoint_if_due(Connection& c) noexcept;
 
   const SqliteStoreOptions options_;
   const SqliteTuning tuning_;
@@ -630,6 +644,7 @@ class SqliteStore final : public Store {
   // Used by the writer thread only.
   std::unique_ptr<Connection> writer_;
   std::size_t last_batch_size_ = 1;
+  int wal_pages_ = 0;  // frames in the WAL after the last commit
   std::chrono::microseconds last_commit_duration_{0};
 
   std::mutex mutex_;              // guards everything below
@@ -734,6 +749,9 @@ void SqliteStore::note_seen(const std::string& customer_id, std::int64_t at) {
 // ---- The writer thread ------------------------------------------------------
 
 void SqliteStore::writer_main() {
+  if (!in_memory_) {
+    sqlite3_wal_hook(writer_->db().getHandle(), record_wal_pages, &wal_pages_);
+  }
   std::vector<Job*> batch;
   batch.reserve(tuning_.max_batch);
   Touches touches;
@@ -826,6 +844,12 @@ void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches) {
     }
     rollups.write(c);
     write_touches(c, touches);
+    if (file_has_moved(c)) {
+      throw SQLite::Exception(
+          "the database file was deleted or replaced while open; nothing "
+          "more is written to it (restart the receiver)",
+          SQLITE_IOERR);
+    }
     c.run(kCommit);
   } catch (...) {
     const Error error = current_error("append");
@@ -841,6 +865,40 @@ void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches) {
 
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     jobs[i]->finish(std::move(results[i]));
+  }
+  checkpoint_if_due(c);
+}
+
+// SQLite would go on writing to a file that was unlinked or replaced, and
+// acknowledge events nobody can read again. Checked before each commit.
+bool SqliteStore::file_has_moved(Connection& c) const {
+  if (in_memory_) return false;
+  int moved = 0;
+  sqlite3_file_control(c.db().getHandle(), "main", SQLITE_FCNTL_HAS_MOVED,
+                       &moved);
+  return moved != 0;
+}
+
+// SQLite's automatic checkpoint is passive: while readers keep old
+// snapshots open it cannot start the WAL over, and under steady reads the
+// file grows without bound. So, after the acknowledgements went out, the
+// writer runs a RESTART checkpoint once the WAL holds kWalCheckpointPages:
+// it waits (busy timeout) for the readers of older snapshots to finish,
+// after which the next commit starts the WAL from its beginning and
+// journal_size_limit truncates the file. A checkpoint that cannot finish is
+// logged and tried again after the next batch.
+void SqliteStore::checkpoint_if_due(Connection& c) noexcept {
+  if (in_memory_) return;
+  if (wal_pages_ < kWalCheckpointPages) return;
+  sqlite3* db = c.db().getHandle();
+  int wal_pages = 0;
+  int checkpointed = 0;
+  const int rc = sqlite3_wal_checkpoint_v2(
+      db, "main", SQLITE_CHECKPOINT_RESTART, &wal_pages, &checkpointed);
+  if (rc != SQLITE_OK) {
+    log(kLogWarn, std::string("WAL checkpoint postponed: ") +
+                      sqlite3_errstr(rc) + " (" + std::to_string(wal_pages) +
+                      " pages in the WAL)");
   }
 }
 
@@ -1342,6 +1400,9 @@ Result<std::unique_ptr<Connection>> open_writer(
                           mode + ")");
   }
   db.exec("PRAGMA synchronous = FULL");
+  // The writer checkpoints by itself (see checkpoint_if_due); the size
+  // limit makes the WAL file shrink back after each restart.
+  db.exec("PRAGMA journal_size_limit = " + std::to_string(kWalSizeLimitBytes));
   // The per-row savepoints keep their sub-journal in memory, not in a
   // temporary file.
   db.exec("PRAGMA temp_store = MEMORY");
