@@ -86,33 +86,6 @@ std::size_t customer_of(std::int64_t i, std::size_t customers) {
 
 // ---- The bare loop ------------------------------------------------------
 
-void bind_optional(SQLite::Statement& s, int index,
-                   const std::optional<std::string>& v) {
-  if (v) {
-    s.bind(index, *v);
-  } else {
-    s.bind(index);
-  }
-}
-
-void bind_optional(SQLite::Statement& s, int index,
-                   const std::optional<double>& v) {
-  if (v) {
-    s.bind(index, *v);
-  } else {
-    s.bind(index);
-  }
-}
-
-void bind_optional(SQLite::Statement& s, int index,
-                   const std::optional<std::int64_t>& v) {
-  if (v) {
-    s.bind(index, *v);
-  } else {
-    s.bind(index);
-  }
-}
-
 class BareWriter {
  public:
   BareWriter(const fs::path& path, bool durable)
@@ -141,7 +114,7 @@ class BareWriter {
     for (std::int64_t i = first; i < first + count; ++i) {
       const std::string& customer = customers[customer_of(i, customers.size())];
       const lgr::LoopEvent e = make_event(i, workload_count);
-      bind(customer, e);
+      lgr::bind_event(insert_, customer, e, kNow);
       insert_.exec();
       insert_.reset();
       if (!rollups) continue;
@@ -186,38 +159,6 @@ class BareWriter {
   }
 
  private:
-  void bind(const std::string& customer, const lgr::LoopEvent& e) {
-    SQLite::Statement& s = insert_;
-    s.bind(1, customer);
-    s.bind(2, e.schema_version);
-    s.bind(3, e.library);
-    s.bind(4, e.library_version);
-    bind_optional(s, 5, e.workload_id);
-    s.bind(6, e.timestamp_hour);
-    s.bind(7, e.outcome);
-    s.bind(8, e.iterations_used);
-    bind_optional(s, 9, e.gain_margin);
-    bind_optional(s, 10, e.savings_vs_fixed_cap);
-    s.bind(11, e.rollback_triggered ? 1 : 0);
-    bind_optional(s, 12, e.profile.min);
-    bind_optional(s, 13, e.profile.max);
-    bind_optional(s, 14, e.profile.median);
-    s.bind(15, e.profile.samples);
-    bind_optional(s, 16, e.best_index);
-    s.bind(17, e.thresholds.fast_converge);
-    s.bind(18, e.thresholds.converging);
-    s.bind(19, e.thresholds.stalling);
-    s.bind(20, e.thresholds.oscillating_upper);
-    s.bind(21, e.smoothing_window);
-    bind_optional(s, 22, e.framework);
-    bind_optional(s, 23, e.loop_type);
-    bind_optional(s, 24, e.team);
-    bind_optional(s, 25, e.actual_dollars_spent);
-    bind_optional(s, 26, e.actual_dollars_saved);
-    bind_optional(s, 27, e.per_iteration_json);
-    s.bind(28, kNow);
-  }
-
   SQLite::Database db_;
   SQLite::Statement insert_;
   SQLite::Statement outcome_;

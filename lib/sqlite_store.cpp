@@ -262,37 +262,6 @@ std::optional<std::int64_t> int_or_null(SQLite::Statement& s, int index) {
   return column.getInt64();
 }
 
-void bind_event(SQLite::Statement& s, const std::string& customer_id,
-                const LoopEvent& e, std::int64_t received_at) {
-  s.bindNoCopy(1, customer_id);
-  s.bind(2, e.schema_version);
-  s.bindNoCopy(3, e.library);
-  s.bindNoCopy(4, e.library_version);
-  bind_text(s, 5, e.workload_id);
-  s.bind(6, e.timestamp_hour);
-  s.bindNoCopy(7, e.outcome);
-  s.bind(8, e.iterations_used);
-  bind_real(s, 9, e.gain_margin);
-  bind_int(s, 10, e.savings_vs_fixed_cap);
-  s.bind(11, e.rollback_triggered ? 1 : 0);
-  bind_real(s, 12, e.profile.min);
-  bind_real(s, 13, e.profile.max);
-  bind_real(s, 14, e.profile.median);
-  s.bind(15, e.profile.samples);
-  bind_int(s, 16, e.best_index);
-  s.bind(17, e.thresholds.fast_converge);
-  s.bind(18, e.thresholds.converging);
-  s.bind(19, e.thresholds.stalling);
-  s.bind(20, e.thresholds.oscillating_upper);
-  s.bind(21, e.smoothing_window);
-  bind_text(s, 22, e.framework);
-  bind_text(s, 23, e.loop_type);
-  bind_text(s, 24, e.team);
-  bind_real(s, 25, e.actual_dollars_spent);
-  bind_real(s, 26, e.actual_dollars_saved);
-  bind_text(s, 27, e.per_iteration_json);
-  s.bind(28, received_at);
-}
 
 bool customer_exists(Connection& c, const std::string& customer_id) {
   Use query(c.statement(sql::kCustomerExists));
@@ -1419,6 +1388,38 @@ Result<std::unique_ptr<Connection>> open_writer(
 }
 
 }  // namespace
+
+void bind_event(SQLite::Statement& s, const std::string& customer_id,
+                const LoopEvent& e, std::int64_t received_at) {
+  s.bindNoCopy(1, customer_id);
+  s.bind(2, e.schema_version);
+  s.bindNoCopy(3, e.library);
+  s.bindNoCopy(4, e.library_version);
+  bind_text(s, 5, e.workload_id);
+  s.bind(6, e.timestamp_hour);
+  s.bindNoCopy(7, e.outcome);
+  s.bind(8, e.iterations_used);
+  bind_real(s, 9, e.gain_margin);
+  bind_int(s, 10, e.savings_vs_fixed_cap);
+  s.bind(11, e.rollback_triggered ? 1 : 0);
+  bind_real(s, 12, e.profile.min);
+  bind_real(s, 13, e.profile.max);
+  bind_real(s, 14, e.profile.median);
+  s.bind(15, e.profile.samples);
+  bind_int(s, 16, e.best_index);
+  s.bind(17, e.thresholds.fast_converge);
+  s.bind(18, e.thresholds.converging);
+  s.bind(19, e.thresholds.stalling);
+  s.bind(20, e.thresholds.oscillating_upper);
+  s.bind(21, e.smoothing_window);
+  bind_text(s, 22, e.framework);
+  bind_text(s, 23, e.loop_type);
+  bind_text(s, 24, e.team);
+  bind_real(s, 25, e.actual_dollars_spent);
+  bind_real(s, 26, e.actual_dollars_saved);
+  bind_text(s, 27, e.per_iteration_json);
+  s.bind(28, received_at);
+}
 
 Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options,
                                                  const SqliteTuning& tuning) {

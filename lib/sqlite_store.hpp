@@ -53,8 +53,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+
+namespace SQLite {
+class Statement;
+}
 
 namespace lgr {
+
+// Binds the parameters of sqlite::sql::kInsertEvent for one event: the one
+// place that knows the column order. The strings are bound without a copy,
+// so `customer_id` and `event` must outlive the statement's execution.
+// Public for the store benchmark, whose bare loop must bind exactly alike.
+void bind_event(SQLite::Statement& insert, const std::string& customer_id,
+                const LoopEvent& event, std::int64_t received_at);
 
 // Knobs beyond SqliteStoreOptions, for tests and benchmarks. The defaults
 // are what open_sqlite_store(SqliteStoreOptions) uses.
