@@ -49,6 +49,9 @@ struct lgr_http_response {
 
 namespace {
 
+// Customer names and emails: bounded like the payload's labels.
+constexpr std::size_t kMaxNameChars = 200;
+
 lgr_status status_of(lgr::ErrorCode code) {
   using lgr::ErrorCode;
   switch (code) {
@@ -364,6 +367,11 @@ lgr_status lgr_customer_create(lgr_receiver* r, const char* name,
     }
     if (!text_ok(name) || (email && !text_ok(email))) {
       return invalid_argument("name and email must be UTF-8 strings", error);
+    }
+    if (*name == '\0' || lgr::utf8_length(name) > kMaxNameChars ||
+        (email && lgr::utf8_length(email) > kMaxNameChars)) {
+      return invalid_argument("name must be 1 to 200 characters, email at "
+                              "most 200", error);
     }
     std::optional<std::string_view> mail;
     if (email) mail = email;

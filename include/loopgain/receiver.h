@@ -206,8 +206,11 @@ LGR_EXPORT lgr_status lgr_options_set_logger(lgr_options *options,
                                              lgr_log_level min_level,
                                              lgr_log_fn fn, void *user_data,
                                              lgr_error **error);
-/* For tests and replays: use `unix_seconds` as "now" for every time window
- * and for the future-timestamp check. 0 restores the system clock. */
+/* For tests and replays: use `unix_seconds` as "now" for every time window,
+ * for the future-timestamp check and for token expiry. 0 restores the
+ * system clock. Note that a token revoked by another process that runs on
+ * the system clock stays valid here until the fixed time passes the
+ * revocation time. */
 LGR_EXPORT lgr_status lgr_options_set_fixed_time(lgr_options *options,
                                                  int64_t unix_seconds,
                                                  lgr_error **error);
@@ -247,7 +250,7 @@ LGR_EXPORT void lgr_receiver_free(lgr_receiver *receiver);
  */
 
 /* Creates a customer and its first token. `name` is required (1..200
- * characters), `email` may be NULL. On success *out_customer_id and
+ * characters), `email` may be NULL (at most 200 characters). On success *out_customer_id and
  * *out_token are new strings (lgr_string_free). */
 LGR_EXPORT lgr_status lgr_customer_create(lgr_receiver *receiver,
                                           const char *name, const char *email,

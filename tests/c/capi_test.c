@@ -271,6 +271,18 @@ int main(int argc, char **argv) {
                LGR_OK);
   CHECK_EQ_INT(lgr_customer_create(r, "Beta", NULL, &cust_b, &token_b, NULL),
                LGR_OK);
+  char long_name[202];
+  memset(long_name, 'n', 201);
+  long_name[201] = '\0';
+  char *no_id = NULL, *no_token = NULL;
+  CHECK_EQ_INT(lgr_customer_create(r, long_name, NULL, &no_id, &no_token,
+                                   &err),
+               LGR_ERR_INVALID_ARGUMENT);
+  CHECK_EQ_STR(lgr_error_code_name(err), "invalid_argument");
+  lgr_error_free(err);
+  CHECK_EQ_INT(lgr_customer_create(r, "", NULL, &no_id, &no_token, NULL),
+               LGR_ERR_INVALID_ARGUMENT);
+  CHECK(no_id == NULL && no_token == NULL);
   CHECK_EQ_INT(strlen(cust_a), 5 + 16);
   CHECK(strncmp(cust_a, "cust_", 5) == 0);
   CHECK_EQ_INT(strlen(token_a), 4 + 32);
@@ -478,7 +490,6 @@ int main(int argc, char **argv) {
   snprintf(auth_a2, sizeof auth_a2, "Bearer %s", token_a2);
   CHECK_EQ_INT(lgr_authenticate(r, auth_a2, &who, NULL), LGR_OK);
   lgr_string_free(who);
-  char *no_token = NULL;
   CHECK_EQ_INT(lgr_token_rotate(r, "cust_0000000000000000", 0, &no_token,
                                 &err),
                LGR_ERR_NOT_FOUND);
