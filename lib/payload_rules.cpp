@@ -169,4 +169,15 @@ bool is_well_formed_outcome(std::string_view outcome) noexcept {
   return true;
 }
 
+bool is_well_formed_package_token(std::string_view text) noexcept {
+  if (text.empty() || text.size() > 64) return false;
+  for (const char c : text) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                    c == '+' || c == '!' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace lgr

@@ -45,4 +45,11 @@ bool is_known_outcome(std::string_view outcome) noexcept;
 // The narrow alphabet keeps outcome an identifier rather than a text field.
 bool is_well_formed_outcome(std::string_view outcome) noexcept;
 
+// A package name or version as Python packaging writes them (`library`,
+// `library_version`): 1 to 64 characters of A-Z, a-z, 0-9 and . _ + ! -
+// ("loopgain", "0.6.4", "1.0rc1", "1!2.0+local.3"). Unlike the opaque
+// labels these fields have a known shape, so free text (spaces, sentences)
+// is refused rather than stored.
+bool is_well_formed_package_token(std::string_view text) noexcept;
+
 }  // namespace lgr

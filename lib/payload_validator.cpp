@@ -158,6 +158,15 @@ Status read_outcome(const Value& v, const Path& at, std::string& out) {
   return {};
 }
 
+Status read_package_token(const Value& v, const Path& at, std::string& out) {
+  if (v.kind != Kind::string) return bad_type(at, "a string");
+  if (!is_well_formed_package_token(v.string())) {
+    return bad_type(at, "1 to 64 characters of A-Z, a-z, 0-9 and . _ + ! -");
+  }
+  out.assign(v.string());
+  return {};
+}
+
 template <class T>
 struct IsOptional : std::false_type {};
 template <class T>
@@ -448,12 +457,13 @@ Status Checker::read_root(const Value& root, const Path& at) {
     return read_timestamp(v, p, out);
   };
 
-  if (auto s = field(root, at, "library", Need::required, ev_.library, label);
+  if (auto s = field(root, at, "library", Need::required, ev_.library,
+                     read_package_token);
       !s) {
     return s;
   }
   if (auto s = field(root, at, "library_version", Need::required,
-                     ev_.library_version, label_of(kMaxVersionChars));
+                     ev_.library_version, read_package_token);
       !s) {
     return s;
   }

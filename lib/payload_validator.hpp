@@ -84,7 +84,8 @@ namespace lgr {
 // Bounds of the payload contract.
 inline constexpr std::size_t kMaxDepth = 8;             // nesting levels
 inline constexpr std::size_t kMaxLabelChars = 200;      // workload_id, ...
-inline constexpr std::size_t kMaxVersionChars = 64;     // library_version
+// library and library_version: package tokens of at most 64 characters
+// (is_well_formed_package_token in payload_rules.hpp).
 inline constexpr std::size_t kMaxSeriesEntries = 1024;  // per_iteration
 inline constexpr std::int64_t kMaxCount = 2147483647;   // 2^31 - 1
 inline constexpr std::int64_t kMaxFutureSeconds = 24 * 3600;
