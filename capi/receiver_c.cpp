@@ -9,6 +9,7 @@
 
 #include "error.hpp"
 #include "http_routes.hpp"
+#include "payload_rules.hpp"
 #include "receiver.hpp"
 
 #include <cstdlib>
@@ -273,9 +274,10 @@ lgr_status lgr_options_add_cors_origin(lgr_options* o, const char* origin,
                                        lgr_error** error) {
   return guarded(error, [&] {
     if (!o) return invalid_argument("options is NULL", error);
-    if (!text_ok(origin) || *origin == '\0') {
-      return invalid_argument("origin must be a non-empty UTF-8 string",
-                              error);
+    if (!origin || !lgr::is_browser_origin(origin)) {
+      return invalid_argument(
+          "origin must be http(s)://HOST[:PORT] with nothing after it",
+          error);
     }
     o->receiver.cors_origins.emplace_back(origin);
     return LGR_OK;
@@ -368,10 +370,18 @@ lgr_status lgr_customer_create(lgr_receiver* r, const char* name,
     if (!text_ok(name) || (email && !text_ok(email))) {
       return invalid_argument("name and email must be UTF-8 strings", error);
     }
-    if (*name == '\0' || lgr::utf8_length(name) > kMaxNameChars ||
-        (email && lgr::utf8_length(email) > kMaxNameChars)) {
-      return invalid_argument("name must be 1 to 200 characters, email at "
-                              "most 200", error);
+    // Names and emails end up in admin listings and logs: the payload's
+    // label rules (printable, one line, bounded) apply to them too.
+    for (const auto& [argument, text] :
+         {std::pair{"name", name}, std::pair{"email", email}}) {
+      if (text && lgr::check_label(text, kMaxNameChars) !=
+                      lgr::LabelProblem::none) {
+        return fail(lgr::make_error(lgr::ErrorCode::invalid_argument, argument,
+                                    std::string(argument) +
+                                        " must be 1 to 200 printable "
+                                        "characters on one line"),
+                    error);
+      }
     }
     std::optional<std::string_view> mail;
     if (email) mail = email;

@@ -4,6 +4,7 @@
 
 #include <loopgain/receiver.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace lgr {
@@ -159,6 +160,9 @@ HttpResponse ingest(Receiver& receiver, const HttpRequest& request) {
   }
 
   auto outcome = receiver.ingest_for(*customer, request.body);
+  if (!outcome && outcome.error().code == ErrorCode::customer_not_found) {
+    outcome = token_owner_gone();
+  }
   HttpResponse r = outcome ? json_response(202, render_ingest_accepted(
                                                     outcome->redacted,
                                                     outcome->ignored))
@@ -239,6 +243,9 @@ HttpResponse read(Receiver& receiver, const HttpRequest& request,
     body = receiver.events_json(*customer, params->rollbacks_only);
   }
 
+  if (!body && body.error().code == ErrorCode::customer_not_found) {
+    body = token_owner_gone();
+  }
   HttpResponse r = body ? json_response(200, std::move(*body))
                         : error_http_response(body.error());
   add_cors_headers(receiver, request, r);
@@ -300,6 +307,43 @@ Result<std::vector<QueryParam>> parse_query(std::string_view raw) {
     params.push_back(std::move(p));
   }
   return params;
+}
+
+bool is_browser_origin(std::string_view origin) {
+  std::string_view rest;
+  if (origin.starts_with("https://")) {
+    rest = origin.substr(8);
+  } else if (origin.starts_with("http://")) {
+    rest = origin.substr(7);
+  } else {
+    return false;
+  }
+  // An IPv6 literal keeps its colons inside brackets.
+  std::size_t host_end = rest.size();
+  if (rest.starts_with('[')) {
+    host_end = rest.find(']');
+    if (host_end == std::string_view::npos) return false;
+    ++host_end;
+  } else {
+    host_end = std::min(rest.find(':'), rest.size());
+  }
+  const std::string_view host = rest.substr(0, host_end);
+  const std::string_view port = rest.substr(host_end);
+  if (host.empty() || host == "[]") return false;
+  for (const char c : host) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte >= 0x7F || c == '/' || c == '?' || c == '#' ||
+        c == '@' || c == '\\') {
+      return false;
+    }
+  }
+  if (port.empty()) return true;
+  unsigned number = 0;
+  const char* first = port.data() + 1;
+  const char* last = port.data() + port.size();
+  auto [end, ec] = std::from_chars(first, last, number);
+  return port[0] == ':' && first != last && ec == std::errc() && end == last &&
+         number >= 1 && number <= 65535;
 }
 
 HttpResponse closed_response() {

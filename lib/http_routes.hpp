@@ -46,6 +46,12 @@ HttpResponse closed_response();
 // headers, and WWW-Authenticate or Retry-After where they apply.
 HttpResponse error_http_response(const Error& error);
 
+// An origin as browsers send it in the Origin header:
+// "http://HOST[:PORT]" or "https://HOST[:PORT]", nothing after, port
+// 1..65535. CORS origins are matched exactly, so anything else (a trailing
+// slash, a path, "*") could never match and is refused when configured.
+bool is_browser_origin(std::string_view origin);
+
 // One decoded query parameter.
 struct QueryParam {
   std::string name;

@@ -114,17 +114,42 @@ std::string render_customers(const std::vector<CustomerInfo>& customers) {
   return w.take();
 }
 
+namespace {
+
+// The pointers echo the client's own key names. Bounded, so that a body
+// full of unknown keys cannot make the answer as large as the request.
+constexpr std::size_t kMaxListedPointers = 32;
+constexpr std::size_t kMaxListedPointerBytes = 256;
+
+// Writes `name`: [pointers...] with the bounds above; returns how many
+// were left out.
+std::size_t write_pointer_list(JsonWriter& w, std::string_view name,
+                               const std::vector<std::string>& pointers) {
+  w.key(name);
+  w.begin_array();
+  std::size_t listed = 0;
+  for (const auto& pointer : pointers) {
+    if (listed == kMaxListedPointers) break;
+    if (pointer.size() > kMaxListedPointerBytes) continue;
+    w.value(pointer);
+    ++listed;
+  }
+  w.end_array();
+  return pointers.size() - listed;
+}
+
+}  // namespace
+
 std::string render_ingest_accepted(const std::vector<std::string>& redacted,
                                    const std::vector<std::string>& ignored) {
   JsonWriter w;
   w.begin_object();
   w.member("status", "ok");
-  for (const auto* list : {&redacted, &ignored}) {
-    if (list->empty()) continue;
-    w.key(list == &redacted ? "redacted" : "ignored");
-    w.begin_array();
-    for (const auto& pointer : *list) w.value(pointer);
-    w.end_array();
+  if (!redacted.empty()) write_pointer_list(w, "redacted", redacted);
+  if (!ignored.empty() &&
+      write_pointer_list(w, "ignored", ignored) > 0) {
+    // Some were not listed: say how many there were in all.
+    w.member("ignored_total", static_cast<std::int64_t>(ignored.size()));
   }
   w.end_object();
   return w.take();

@@ -29,6 +29,8 @@ std::string render_events(std::string_view customer_id,
 std::string render_customers(const std::vector<CustomerInfo>& customers);
 
 // {"status":"ok"} plus "redacted"/"ignored" lists when they are not empty.
+// At most 32 pointers of at most 256 bytes are listed; when the ignored list
+// is cut, "ignored_total" gives the full count.
 std::string render_ingest_accepted(const std::vector<std::string>& redacted,
                                    const std::vector<std::string>& ignored);
 

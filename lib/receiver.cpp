@@ -1,5 +1,6 @@
 #include "receiver.hpp"
 
+#include "payload_rules.hpp"
 #include "read_json.hpp"
 
 #include <chrono>
@@ -35,6 +36,13 @@ std::string_view trim_spaces(std::string_view s) {
 }
 
 }  // namespace
+
+Error token_owner_gone() {
+  // The token was valid a moment ago and its customer was deleted since:
+  // to the caller that is simply a token that no longer works.
+  return make_error(ErrorCode::unauthorized, "",
+                    "a valid bearer token is required");
+}
 
 std::string_view bearer_token(std::string_view authorization) {
   std::string_view h = trim_spaces(authorization);
@@ -176,7 +184,11 @@ Result<IngestOutcome> Receiver::ingest(std::string_view authorization,
                                        std::string_view body) {
   auto customer = authenticate(authorization);
   if (!customer) return customer.error();
-  return ingest_for(*customer, body);
+  auto outcome = ingest_for(*customer, body);
+  if (!outcome && outcome.error().code == ErrorCode::customer_not_found) {
+    return token_owner_gone();
+  }
+  return outcome;
 }
 
 Result<IngestOutcome> Receiver::ingest_for(std::string_view customer_id,
@@ -210,12 +222,14 @@ Result<std::string> Receiver::profiles_json(
   if (call.closed()) return closed_error();
   if (since_hours < 0 || since_hours > kMaxSinceHours) {
     return make_error(ErrorCode::invalid_query, "since_hours",
-                      "since_hours must be an integer from 1 to 8760");
+                      "must be a whole number of hours from 1 to 8760");
   }
-  if (workload && (workload->empty() || !is_valid_utf8(*workload) ||
-                   utf8_length(*workload) > kMaxWorkloadIdChars)) {
+  // The payload's rules for labels: a value no payload could carry can
+  // match nothing, and is refused rather than answered with an empty list.
+  if (workload &&
+      check_label(*workload, kMaxWorkloadIdChars) != LabelProblem::none) {
     return make_error(ErrorCode::invalid_query, "workload_id",
-                      "workload_id must be 1 to 200 characters of UTF-8");
+                      "must be 1 to 200 printable characters on one line");
   }
   const std::int64_t window =
       since_hours == 0 ? kStatsWindowDays * 86400

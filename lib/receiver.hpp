@@ -105,6 +105,11 @@ class Receiver {
   bool store_closed_ = false;  // guarded by lifecycle_
 };
 
+// The error for a request whose token authenticated a customer that was
+// deleted before the request finished: unauthorized, like any token that
+// no longer works.
+Error token_owner_gone();
+
 // Extracts the token from "Bearer <token>" (scheme case-insensitive, spaces
 // around the token ignored). Anything else yields "", which authenticates
 // as nobody through the same code path as an unknown token.

@@ -195,8 +195,10 @@ LGR_EXPORT lgr_status lgr_options_set_max_body_bytes(lgr_options *options,
                                                      size_t max_body_bytes,
                                                      lgr_error **error);
 /* Adds a browser origin (e.g. "https://dashboard.example.com") allowed to
- * call the read routes through lgr_handle_request(). Exact match. The ingest
- * route never accepts browser requests. */
+ * call the read routes through lgr_handle_request(). Exact match, so the
+ * origin must look as browsers send it: "http(s)://HOST[:PORT]", port
+ * 1..65535, nothing after; anything else is LGR_ERR_INVALID_ARGUMENT. The
+ * ingest route never accepts browser requests. */
 LGR_EXPORT lgr_status lgr_options_add_cors_origin(lgr_options *options,
                                                   const char *origin,
                                                   lgr_error **error);
@@ -249,8 +251,8 @@ LGR_EXPORT void lgr_receiver_free(lgr_receiver *receiver);
  * stored: a plain token is returned exactly once, by the call that made it.
  */
 
-/* Creates a customer and its first token. `name` is required (1..200
- * characters), `email` may be NULL (at most 200 characters). On success *out_customer_id and
+/* Creates a customer and its first token. `name` is required, `email` may
+ * be NULL; each 1..200 printable characters on one line. On success *out_customer_id and
  * *out_token are new strings (lgr_string_free). */
 LGR_EXPORT lgr_status lgr_customer_create(lgr_receiver *receiver,
                                           const char *name, const char *email,

@@ -58,6 +58,23 @@ TEST_CASE("is_valid_utf8 refuses malformed sequences") {
   CHECK(utf8_length("\xc3\xa9t\xc3\xa9") == 3);
 }
 
+TEST_CASE("is_browser_origin accepts only what browsers send") {
+  CHECK(is_browser_origin("https://dash.example"));
+  CHECK(is_browser_origin("http://localhost:5173"));
+  CHECK(is_browser_origin("http://[::1]:8080"));
+  CHECK(is_browser_origin("https://a.example:65535"));
+  CHECK_FALSE(is_browser_origin("https://a.example/"));
+  CHECK_FALSE(is_browser_origin("https://a.example:99999"));
+  CHECK_FALSE(is_browser_origin("https://a.example:0"));
+  CHECK_FALSE(is_browser_origin("https://a.example:"));
+  CHECK_FALSE(is_browser_origin("https://"));
+  CHECK_FALSE(is_browser_origin("*"));
+  CHECK_FALSE(is_browser_origin("nope"));
+  CHECK_FALSE(is_browser_origin("ftp://a.example"));
+  CHECK_FALSE(is_browser_origin("https://user@a.example"));
+  CHECK_FALSE(is_browser_origin("https://a b.example"));
+}
+
 TEST_CASE("parse_query decodes and names malformed parameters") {
   auto q = parse_query("workload_id=a%20b+c&&since_hours=5&flag");
   REQUIRE(q.has_value());
@@ -94,6 +111,8 @@ TEST_CASE("query parameters are validated, not defaulted") {
       {"/v1/profiles", "since_hours=99999999999", 400, "since_hours"},
       {"/v1/profiles", "since_hours=1&since_hours=2", 400, "since_hours"},
       {"/v1/profiles", "workload_id=", 400, "workload_id"},
+      {"/v1/profiles", "workload_id=%00", 400, "workload_id"},
+      {"/v1/profiles", "workload_id=a%0Ab", 400, "workload_id"},
       {"/v1/profiles", "since_hours=8760&workload_id=x", 200, ""},
       {"/v1/events", "rollbacks_only=1", 400, "rollbacks_only"},
       {"/v1/events", "rollbacks_only=TRUE", 400, "rollbacks_only"},
@@ -177,6 +196,16 @@ TEST_CASE("ingest answers 202 and reports what it removed") {
   r = post(f, auth, with_extra, {}, "application/json; charset=utf-8");
   CHECK(r.status == 202);
   CHECK(r.body == R"({"status":"ok","ignored":["/future_stat"]})");
+
+  // The echo of ignored keys is bounded: 40 unknown keys list 32.
+  auto many = payload();
+  std::string extra;
+  for (int i = 0; i < 40; ++i) extra += ", \"k" + std::to_string(i) + "\": 1";
+  many.insert(many.size() - 1, extra);
+  r = post(f, auth, many);
+  CHECK(r.status == 202);
+  CHECK(r.body.find(R"("/k31"],"ignored_total":40})") != std::string::npos);
+  CHECK(r.body.find("/k32") == std::string::npos);
 }
 
 TEST_CASE("ingest refusals") {
