@@ -3,6 +3,7 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <charconv>
 #include <optional>
 #include <string_view>
@@ -57,28 +58,6 @@ std::string ParseListen(std::string_view text, ServerConfig& config) {
   return "";
 }
 
-// An origin as browsers send it: "http(s)://host[:port]", nothing after.
-// The library matches origins exactly, so "https://x.example/" (trailing
-// slash) would never match and is better refused at start.
-bool IsOrigin(std::string_view origin) {
-  std::string_view rest;
-  if (origin.starts_with("https://")) {
-    rest = origin.substr(8);
-  } else if (origin.starts_with("http://")) {
-    rest = origin.substr(7);
-  } else {
-    return false;
-  }
-  if (rest.empty()) return false;
-  for (const char c : rest) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte <= 0x20 || byte >= 0x7F || c == '/' || c == '?' || c == '#') {
-      return false;
-    }
-  }
-  return true;
-}
-
 // Applies one flag that takes a value. Returns an error message or "".
 std::string ApplyValue(std::string_view flag, std::string_view value,
                        ServerConfig& config) {
@@ -108,15 +87,13 @@ std::string ApplyValue(std::string_view flag, std::string_view value,
     }
     config.max_body_bytes = *n;
   } else if (flag == "--cors-origin") {
-    if (!IsOrigin(value)) {
-      return "--cors-origin: expected http(s)://HOST[:PORT] without a path, "
-             "got '" +
-             std::string(value) + "'";
-    }
+    // The library checks the form (lgr_options_add_cors_origin).
     config.cors_origins.emplace_back(value);
   } else if (flag == "--now") {
     const auto n = ParseInteger<std::int64_t>(value);
-    if (!n || *n < 0) return "--now: expected UNIX seconds (an integer >= 0)";
+    // 0 would mean "the system clock" to the library: refuse it rather
+    // than silently not fixing the time.
+    if (!n || *n < 1) return "--now: expected UNIX seconds (an integer >= 1)";
     config.fixed_time = *n;
   } else {
     return "unknown option " + std::string(flag);
@@ -163,6 +140,10 @@ ParseResult ParseArguments(int argc, char** argv) {
     return result;
   }
   config.quiet = vm.count("quiet") > 0;
+  // Like the admin CLI, so that both find the same database.
+  if (const char* env = std::getenv("LOOPGAIN_RECEIVER_DB"); env && *env) {
+    config.db_path = env;
+  }
 
   for (const char* name : {"db", "listen", "threads", "privacy-policy",
                            "max-body", "now"}) {
@@ -195,8 +176,8 @@ reads (/v1/stats, /v1/profiles, /v1/events, /health).
 
 Options:
   --db PATH                SQLite database, created and migrated on start
-                           (default ./var/telemetry.db; its directory must
-                           exist)
+                           (default: $LOOPGAIN_RECEIVER_DB, else
+                           ./var/telemetry.db; its directory must exist)
   --listen HOST:PORT       address to listen on (default 127.0.0.1:8787);
                            IPv6 as [::1]:8787; port 0 picks a free port,
                            reported in the "listening" log line

@@ -434,6 +434,10 @@ asio::awaitable<void> Session::SendContinueIfExpected() {
 // Hands the request to a worker thread and resumes on the event loop when
 // the library has answered, so that a slow commit never stalls other
 // connections.
+// TODO(#7-throughput): each ingest crosses three threads (this loop, a
+// worker, the store's writer) and back; thread wake-ups dominate the CPU
+// per request (bench/README.md). An asynchronous ingest in the C API that
+// completes from the writer would remove the worker hop.
 asio::awaitable<Reply> Session::Dispatch() {
   const Request& req = parser_->get();
   const bool has_body =
