@@ -282,6 +282,23 @@ def _text(value: str, what: str) -> bytes:
     return value.encode("utf-8", "surrogatepass")
 
 
+def _int(value: Any, what: str, low: int, high: int) -> int:
+    """A C integer argument. ctypes would silently wrap an out-of-range int
+    (2**64 + 5 becomes 5) and accept floats or strings by conversion; the
+    library must see exactly the number the caller meant, or nothing."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ReceiverError("invalid_argument", LGR_ERR_INVALID_ARGUMENT, "",
+                            f"{what} must be from {low} to {high}", 400)
+    return value
+
+
+_INT_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+_SIZE_MAX = 2**64 - 1
+
+
 def _opt_text(value: Optional[str], what: str) -> Optional[bytes]:
     return None if value is None else _text(value, what)
 
@@ -289,6 +306,10 @@ def _opt_text(value: Optional[str], what: str) -> Optional[bytes]:
 def _body_bytes(body: Union[bytes, bytearray, memoryview, str]) -> bytes:
     if isinstance(body, str):
         return body.encode("utf-8", "surrogatepass")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        # bytes(5) would be five NUL bytes, not an error.
+        raise TypeError("body must be bytes or str, not "
+                        f"{type(body).__name__}")
     return bytes(body)
 
 
@@ -432,19 +453,16 @@ class Receiver:
             call(lib.lgr_options_set_privacy_policy_name, opts,
                  _text(privacy_policy, "privacy_policy"))
         if max_body_bytes is not None:
-            if max_body_bytes < 0:
-                raise ReceiverError("invalid_argument",
-                                    LGR_ERR_INVALID_ARGUMENT, "",
-                                    "max_body_bytes must not be negative",
-                                    400)
-            call(lib.lgr_options_set_max_body_bytes, opts, max_body_bytes)
+            call(lib.lgr_options_set_max_body_bytes, opts,
+                 _int(max_body_bytes, "max_body_bytes", 0, _SIZE_MAX))
         if isinstance(cors_origins, str):
             cors_origins = [cors_origins]
         for origin in cors_origins:
             call(lib.lgr_options_add_cors_origin, opts,
                  _text(origin, "cors origin"))
         if fixed_time is not None:
-            call(lib.lgr_options_set_fixed_time, opts, int(fixed_time))
+            call(lib.lgr_options_set_fixed_time, opts,
+                 _int(fixed_time, "fixed_time", 0, _INT64_MAX))
         if logger is not None:
             def forward(_user: Optional[int], level: int,
                         message: Optional[bytes]) -> None:
@@ -453,8 +471,8 @@ class Receiver:
                 except Exception:  # never unwind into C
                     pass
             self._log_fn = _LOG_FN(forward)
-            call(lib.lgr_options_set_logger, opts, log_level, self._log_fn,
-                 None)
+            level = _int(log_level, "log_level", LOG_DEBUG, LOG_ERROR)
+            call(lib.lgr_options_set_logger, opts, level, self._log_fn, None)
 
     # -- lifetime ----------------------------------------------------------
 
@@ -495,7 +513,8 @@ class Receiver:
         ``grace_seconds``. Raises ``customer_not_found`` for an unknown id."""
         token = c_void_p()
         self._api.call(self._lib.lgr_token_rotate, self._handle,
-                       _text(customer_id, "customer_id"), int(grace_seconds),
+                       _text(customer_id, "customer_id"),
+                       _int(grace_seconds, "grace_seconds", 0, _INT64_MAX),
                        byref(token))
         return self._api.take_string(token)
 
@@ -563,7 +582,8 @@ class Receiver:
         return self._api.call_json(
             self._lib.lgr_profiles_json, self._handle,
             _text(customer_id, "customer_id"),
-            _opt_text(workload_id, "workload_id"), int(since_hours))
+            _opt_text(workload_id, "workload_id"),
+            _int(since_hours, "since_hours", 0, _INT_MAX))
 
     def events(self, customer_id: str, rollbacks_only: bool = False) -> dict:
         """Loop events of the last 30 days, newest first."""

@@ -289,9 +289,32 @@ class ErrorTest(ReceiverCase):
                               lgr.LGR_ERR_INVALID_ARGUMENT, "", 400,
                               self.receiver.create_customer, "nul\0inside")
 
+    def test_integers_are_checked_not_wrapped(self) -> None:
+        # ctypes would turn 2**64 + 1 into 1; the module refuses instead.
+        customer = self.receiver.create_customer("ints")
+        for call, args in (
+                (self.receiver.rotate_token, (customer.customer_id, 2**64)),
+                (self.receiver.rotate_token, (customer.customer_id, -1)),
+                (self.receiver.profiles, (customer.customer_id, None,
+                                          2**32 + 1))):
+            with self.subTest(args=args):
+                self.assertRaisesCode("invalid_argument",
+                                      lgr.LGR_ERR_INVALID_ARGUMENT, "", 400,
+                                      call, *args)
+        for bad in ("5", 5.9, True):
+            with self.subTest(since_hours=bad):
+                with self.assertRaises(TypeError):
+                    self.receiver.profiles(customer.customer_id, None, bad)
+        with self.assertRaises(TypeError):
+            self.receiver.ingest("Bearer " + customer.token, 5)
+
     def test_invalid_options(self) -> None:
         for kwargs in ({"privacy_policy": "everything"},
                        {"max_body_bytes": 0},
+                       {"max_body_bytes": 2**64 + 5},
+                       {"fixed_time": 2**64 + 5},
+                       {"cors_origins": ["*"]},
+                       {"cors_origins": ["https://a.example/"]},
                        {"max_body_bytes": 17 * 1024 * 1024}):
             with self.subTest(**kwargs):
                 with self.assertRaises(lgr.ReceiverError) as ctx:
