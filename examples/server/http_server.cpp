@@ -416,6 +416,17 @@ std::optional<Reply> Session::CheckFraming() const {
                         " header");
     }
   }
+  // RFC 9112, 3.2: an HTTP/1.1 request without Host is answered with 400.
+  if (req.version() >= 11 && req.count(http::field::host) == 0) {
+    return BadRequest("an HTTP/1.1 request needs a Host header");
+  }
+  // The library reads bodies as JSON text; a compressed body would only
+  // surface as invalid_json, which hides the cause.
+  if (req.count(http::field::content_encoding) > 0 &&
+      !beast::iequals(req[http::field::content_encoding], "identity")) {
+    return ServerError(415, "unsupported_media_type",
+                       "request bodies must not be compressed");
+  }
   return std::nullopt;
 }
 

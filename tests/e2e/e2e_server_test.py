@@ -492,6 +492,22 @@ def test_framing(port, body, token):
     step("Content-Length + Transfer-Encoding: 400 bad_request, no smuggling")
 
     conn = RawConnection(port)
+    conn.send(b"GET /health HTTP/1.1\r\nUser-Agent: x\r\n\r\n")
+    status, _, reply = conn.read_response()
+    expect_eq((status, error_code_of(reply)), (400, "bad_request"),
+              "HTTP/1.1 without Host")
+    conn.close()
+
+    conn = RawConnection(port)
+    conn.send(raw_post_head(token, [f"Content-Length: {len(body)}",
+                                    "Content-Encoding: gzip"]) + body)
+    status, _, reply = conn.read_response()
+    expect_eq((status, error_code_of(reply)), (415, "unsupported_media_type"),
+              "Content-Encoding: gzip")
+    conn.close()
+    step("no Host: 400; a compressed body: 415")
+
+    conn = RawConnection(port)
     conn.send(raw_post_head(token, ["Transfer-Encoding: chunked"]) +
               chunked(body, 100))
     status, _, reply = conn.read_response()
