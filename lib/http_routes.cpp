@@ -15,6 +15,8 @@ constexpr std::string_view kIngestPath = "/v1/aggregate";
 
 enum class Route { ingest, stats, profiles, events, health, unknown };
 
+// TODO(#routes): later versions of the original service added
+// /v1/event/:id, /v1/calibration and the alert routes; they answer 404 here.
 Route route_of(std::string_view path) {
   if (path == kIngestPath) return Route::ingest;
   if (path == "/v1/stats") return Route::stats;

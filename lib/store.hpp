@@ -5,6 +5,11 @@
 // added beside the SQLite one without touching the validator, the routes or
 // the C API. No SQL appears outside the backend's own files.
 //
+// TODO(#store-backends): only SQLite exists (open_sqlite_store below);
+// several machines sharing one store need the PostgreSQL backend this
+// interface is shaped for. Idempotency keys, per-customer limits and
+// retention belong here too and are not done yet.
+//
 // Contract for every backend:
 // - Thread safety: one Store is used concurrently from many threads.
 // - append() returns only after the event is durably committed; a failed
