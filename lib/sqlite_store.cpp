@@ -590,6 +590,9 @@ class SqliteStore final : public Store {
   Status submit(Job& job);
   Status run_write(const char* operation, Work work);
   Status run_read(const char* operation, bool snapshot, const Work& work);
+  template <class T, class Fill>
+  Result<T> customer_read(const char* op, const std::string& customer_id,
+                          int limit, const char* limit_name, Fill fill);
   void note_seen(const std::string& customer_id, std::int64_t at);
 
   // Writer thread.
@@ -1185,112 +1188,93 @@ Status SqliteStore::append(std::string_view customer_id,
 
 // ---- Reads ------------------------------------------------------------------
 
-Result<Stats> SqliteStore::stats(const StatsQuery& q) {
-  constexpr const char* kOp = "stats";
+// The shape every read shares: counted in as a call, the limit checked,
+// then one read snapshot in which an unknown customer is customer_not_found
+// before `fill` writes the result. Exceptions become storage errors.
+template <class T, class Fill>
+Result<T> SqliteStore::customer_read(const char* op,
+                                     const std::string& customer_id,
+                                     int limit, const char* limit_name,
+                                     Fill fill) {
   CallScope scope(*this);
-  if (!scope) return closed_error(kOp);
-  if (q.workload_limit < 0) return negative_argument(kOp, "workload_limit");
+  if (!scope) return closed_error(op);
+  if (limit < 0) return negative_argument(op, limit_name);
 
   try {
-    Stats stats;
-    Status status = run_read(kOp, true, [&](Connection& c) -> Status {
-      stats = Stats{};
-      if (!customer_exists(c, q.customer_id)) {
-        return customer_not_found(kOp, q.customer_id);
+    T out;
+    Status status = run_read(op, true, [&](Connection& c) -> Status {
+      out = T{};
+      if (!customer_exists(c, customer_id)) {
+        return customer_not_found(op, customer_id);
       }
-
-      read_outcomes(c, q, stats);
-      if (q.workload_limit > 0) read_workloads(c, q, stats);
+      fill(c, out);
       return {};
     });
     if (!status) return status.error();
-    return stats;
+    return out;
   } catch (...) {
-    return current_error(kOp);
+    return current_error(op);
   }
+}
+
+Result<Stats> SqliteStore::stats(const StatsQuery& q) {
+  return customer_read<Stats>(
+      "stats", q.customer_id, q.workload_limit, "workload_limit",
+      [&](Connection& c, Stats& stats) {
+        read_outcomes(c, q, stats);
+        if (q.workload_limit > 0) read_workloads(c, q, stats);
+      });
 }
 
 Result<std::vector<ProfileRow>> SqliteStore::profiles(const ProfilesQuery& q) {
-  constexpr const char* kOp = "profiles";
-  CallScope scope(*this);
-  if (!scope) return closed_error(kOp);
-  if (q.limit < 0) return negative_argument(kOp, "limit");
-
-  try {
-    std::vector<ProfileRow> rows;
-    const char* text =
-        q.workload_id ? sql::kProfilesForWorkload : sql::kProfiles;
-    Status status = run_read(kOp, true, [&](Connection& c) -> Status {
-      rows.clear();
-      if (!customer_exists(c, q.customer_id)) {
-        return customer_not_found(kOp, q.customer_id);
-      }
-
-      Use query(c.statement(text));
-      query->bind(1, q.customer_id);
-      query->bind(2, q.since);
-      query->bind(3, q.limit);
-      if (q.workload_id) query->bind(4, *q.workload_id);
-      while (query->executeStep()) {
-        ProfileRow row;
-        row.timestamp_hour = query->getColumn(0).getInt64();
-        row.workload_id = text_or_null(*query, 1);
-        row.profile_min = real_or_null(*query, 2);
-        row.profile_max = real_or_null(*query, 3);
-        row.profile_median = real_or_null(*query, 4);
-        row.profile_samples = query->getColumn(5).getInt64();
-        row.outcome = query->getColumn(6).getString();
-        row.iterations_used = query->getColumn(7).getInt64();
-        row.gain_margin = real_or_null(*query, 8);
-        rows.push_back(std::move(row));
-      }
-      return {};
-    });
-    if (!status) return status.error();
-    return rows;
-  } catch (...) {
-    return current_error(kOp);
-  }
+  const char* text =
+      q.workload_id ? sql::kProfilesForWorkload : sql::kProfiles;
+  return customer_read<std::vector<ProfileRow>>(
+      "profiles", q.customer_id, q.limit, "limit",
+      [&](Connection& c, std::vector<ProfileRow>& rows) {
+        Use query(c.statement(text));
+        query->bind(1, q.customer_id);
+        query->bind(2, q.since);
+        query->bind(3, q.limit);
+        if (q.workload_id) query->bind(4, *q.workload_id);
+        while (query->executeStep()) {
+          ProfileRow row;
+          row.timestamp_hour = query->getColumn(0).getInt64();
+          row.workload_id = text_or_null(*query, 1);
+          row.profile_min = real_or_null(*query, 2);
+          row.profile_max = real_or_null(*query, 3);
+          row.profile_median = real_or_null(*query, 4);
+          row.profile_samples = query->getColumn(5).getInt64();
+          row.outcome = query->getColumn(6).getString();
+          row.iterations_used = query->getColumn(7).getInt64();
+          row.gain_margin = real_or_null(*query, 8);
+          rows.push_back(std::move(row));
+        }
+      });
 }
 
 Result<std::vector<EventRow>> SqliteStore::events(const EventsQuery& q) {
-  constexpr const char* kOp = "events";
-  CallScope scope(*this);
-  if (!scope) return closed_error(kOp);
-  if (q.limit < 0) return negative_argument(kOp, "limit");
-
-  try {
-    std::vector<EventRow> rows;
-    const char* text = q.rollbacks_only ? sql::kRollbackEvents : sql::kEvents;
-    Status status = run_read(kOp, true, [&](Connection& c) -> Status {
-      rows.clear();
-      if (!customer_exists(c, q.customer_id)) {
-        return customer_not_found(kOp, q.customer_id);
-      }
-
-      Use query(c.statement(text));
-      query->bind(1, q.customer_id);
-      query->bind(2, q.since);
-      query->bind(3, q.limit);
-      while (query->executeStep()) {
-        EventRow row;
-        row.timestamp_hour = query->getColumn(0).getInt64();
-        row.workload_id = text_or_null(*query, 1);
-        row.outcome = query->getColumn(2).getString();
-        row.iterations_used = query->getColumn(3).getInt64();
-        row.gain_margin = real_or_null(*query, 4);
-        row.profile_max = real_or_null(*query, 5);
-        row.savings_vs_fixed_cap = int_or_null(*query, 6);
-        row.library_version = query->getColumn(7).getString();
-        rows.push_back(std::move(row));
-      }
-      return {};
-    });
-    if (!status) return status.error();
-    return rows;
-  } catch (...) {
-    return current_error(kOp);
-  }
+  const char* text = q.rollbacks_only ? sql::kRollbackEvents : sql::kEvents;
+  return customer_read<std::vector<EventRow>>(
+      "events", q.customer_id, q.limit, "limit",
+      [&](Connection& c, std::vector<EventRow>& rows) {
+        Use query(c.statement(text));
+        query->bind(1, q.customer_id);
+        query->bind(2, q.since);
+        query->bind(3, q.limit);
+        while (query->executeStep()) {
+          EventRow row;
+          row.timestamp_hour = query->getColumn(0).getInt64();
+          row.workload_id = text_or_null(*query, 1);
+          row.outcome = query->getColumn(2).getString();
+          row.iterations_used = query->getColumn(3).getInt64();
+          row.gain_margin = real_or_null(*query, 4);
+          row.profile_max = real_or_null(*query, 5);
+          row.savings_vs_fixed_cap = int_or_null(*query, 6);
+          row.library_version = query->getColumn(7).getString();
+          rows.push_back(std::move(row));
+        }
+      });
 }
 
 // ---- Lifetime ---------------------------------------------------------------
