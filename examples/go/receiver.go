@@ -276,34 +276,18 @@ func (r *Receiver) RotateToken(customerID string, grace time.Duration) (string, 
 
 // RevokeCustomer revokes every token of the customer; its events are kept.
 func (r *Receiver) RevokeCustomer(customerID string) error {
-	defer runtime.KeepAlive(r)
-	var strs cStrings
-	defer strs.free()
-	cid := strs.add(customerID, true)
-	if strs.err != nil {
-		return strs.err
-	}
-	var cerr *C.lgr_error
-	if st := C.lgr_customer_revoke(r.handle, cid, &cerr); st != C.LGR_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return r.customerCall(customerID,
+		func(cid *C.char, cerr **C.lgr_error) C.lgr_status {
+			return C.lgr_customer_revoke(r.handle, cid, cerr)
+		})
 }
 
 // DeleteCustomer deletes the customer, its tokens and all its events.
 func (r *Receiver) DeleteCustomer(customerID string) error {
-	defer runtime.KeepAlive(r)
-	var strs cStrings
-	defer strs.free()
-	cid := strs.add(customerID, true)
-	if strs.err != nil {
-		return strs.err
-	}
-	var cerr *C.lgr_error
-	if st := C.lgr_customer_delete(r.handle, cid, &cerr); st != C.LGR_OK {
-		return takeError(st, cerr)
-	}
-	return nil
+	return r.customerCall(customerID,
+		func(cid *C.char, cerr **C.lgr_error) C.lgr_status {
+			return C.lgr_customer_delete(r.handle, cid, cerr)
+		})
 }
 
 // Customer is one row of Customers. Times are unix seconds.
@@ -422,18 +406,10 @@ type Stats struct {
 // StatsJSON reads the customer's last 30 days as JSON, exactly as
 // GET /v1/stats answers.
 func (r *Receiver) StatsJSON(customerID string) ([]byte, error) {
-	defer runtime.KeepAlive(r)
-	var strs cStrings
-	defer strs.free()
-	cid := strs.add(customerID, true)
-	if strs.err != nil {
-		return nil, strs.err
-	}
-	var out *C.char
-	var n C.size_t
-	var cerr *C.lgr_error
-	st := C.lgr_stats_json(r.handle, cid, &out, &n, &cerr)
-	return jsonResult(st, out, n, cerr)
+	return r.customerJSON(customerID, func(cid *C.char, out **C.char,
+		n *C.size_t, cerr **C.lgr_error) C.lgr_status {
+		return C.lgr_stats_json(r.handle, cid, out, n, cerr)
+	})
 }
 
 // Stats reads the customer's last 30 days.
@@ -469,25 +445,54 @@ func (r *Receiver) ProfilesJSON(customerID, workloadID string, sinceHours int) (
 // EventsJSON reads the loop events of the last 30 days, newest first, as
 // GET /v1/events answers.
 func (r *Receiver) EventsJSON(customerID string, rollbacksOnly bool) ([]byte, error) {
+	flag := C.int(0)
+	if rollbacksOnly {
+		flag = 1
+	}
+	return r.customerJSON(customerID, func(cid *C.char, out **C.char,
+		n *C.size_t, cerr **C.lgr_error) C.lgr_status {
+		return C.lgr_events_json(r.handle, cid, flag, out, n, cerr)
+	})
+}
+
+// ---- helpers ----------------------------------------------------------------
+
+// customerCall runs call with customerID as C text and turns its status
+// into an error; the shape of every call that takes only a customer id.
+func (r *Receiver) customerCall(customerID string,
+	call func(cid *C.char, cerr **C.lgr_error) C.lgr_status) error {
 	defer runtime.KeepAlive(r)
 	var strs cStrings
 	defer strs.free()
 	cid := strs.add(customerID, true)
 	if strs.err != nil {
-		return nil, strs.err
+		return strs.err
 	}
-	flag := C.int(0)
-	if rollbacksOnly {
-		flag = 1
-	}
-	var out *C.char
-	var n C.size_t
 	var cerr *C.lgr_error
-	st := C.lgr_events_json(r.handle, cid, flag, &out, &n, &cerr)
-	return jsonResult(st, out, n, cerr)
+	if st := call(cid, &cerr); st != C.LGR_OK {
+		return takeError(st, cerr)
+	}
+	return nil
 }
 
-// ---- helpers ----------------------------------------------------------------
+// customerJSON is customerCall for the reads that hand back a JSON
+// document.
+func (r *Receiver) customerJSON(customerID string, call func(cid *C.char,
+	out **C.char, n *C.size_t, cerr **C.lgr_error) C.lgr_status) ([]byte, error) {
+	var data []byte
+	err := r.customerCall(customerID,
+		func(cid *C.char, cerr **C.lgr_error) C.lgr_status {
+			var out *C.char
+			var n C.size_t
+			st := call(cid, &out, &n, cerr)
+			if st == C.LGR_OK {
+				defer C.lgr_string_free(out)
+				data = C.GoBytes(unsafe.Pointer(out), C.int(n))
+			}
+			return st
+		})
+	return data, err
+}
 
 // takeString copies and frees a string the library handed over; n < 0
 // means NUL-terminated.
