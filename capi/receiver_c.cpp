@@ -140,6 +140,12 @@ bool text_ok(const char* s) {
   return s != nullptr && lgr::is_valid_utf8(s);
 }
 
+// Every function that names a customer takes its id as UTF-8 text.
+lgr_status check_customer_id(const char* customer_id, lgr_error** error) {
+  if (text_ok(customer_id)) return LGR_OK;
+  return invalid_argument("customer_id must be a UTF-8 string", error);
+}
+
 // The open receiver behind a handle, or an error status.
 lgr_status usable(lgr_receiver* r, lgr_error** error) {
   if (!r || !r->impl) return invalid_argument("receiver is NULL", error);
@@ -408,9 +414,7 @@ lgr_status lgr_token_rotate(lgr_receiver* r, const char* customer_id,
     if (out_token) *out_token = nullptr;
     if (lgr_status s = usable(r, error)) return s;
     if (!out_token) return invalid_argument("out_token is NULL", error);
-    if (!text_ok(customer_id)) {
-      return invalid_argument("customer_id must be a UTF-8 string", error);
-    }
+    if (lgr_status s = check_customer_id(customer_id, error)) return s;
     if (grace_seconds < 0) {
       return invalid_argument("grace_seconds must be >= 0", error);
     }
@@ -425,9 +429,7 @@ lgr_status lgr_customer_revoke(lgr_receiver* r, const char* customer_id,
                                lgr_error** error) {
   return guarded(error, [&] {
     if (lgr_status s = usable(r, error)) return s;
-    if (!text_ok(customer_id)) {
-      return invalid_argument("customer_id must be a UTF-8 string", error);
-    }
+    if (lgr_status s = check_customer_id(customer_id, error)) return s;
     auto done = r->impl->revoke_customer(customer_id);
     return done ? LGR_OK : fail(done.error(), error);
   });
@@ -437,9 +439,7 @@ lgr_status lgr_customer_delete(lgr_receiver* r, const char* customer_id,
                                lgr_error** error) {
   return guarded(error, [&] {
     if (lgr_status s = usable(r, error)) return s;
-    if (!text_ok(customer_id)) {
-      return invalid_argument("customer_id must be a UTF-8 string", error);
-    }
+    if (lgr_status s = check_customer_id(customer_id, error)) return s;
     auto done = r->impl->delete_customer(customer_id);
     return done ? LGR_OK : fail(done.error(), error);
   });
@@ -547,9 +547,7 @@ lgr_status lgr_stats_json(lgr_receiver* r, const char* customer_id,
                           lgr_error** error) {
   return guarded(error, [&] {
     if (lgr_status s = json_call_ready(r, out_json, out_len, error)) return s;
-    if (!text_ok(customer_id)) {
-      return invalid_argument("customer_id must be a UTF-8 string", error);
-    }
+    if (lgr_status s = check_customer_id(customer_id, error)) return s;
     return json_out(r->impl->stats_json(customer_id), out_json, out_len,
                     error);
   });
@@ -561,9 +559,7 @@ lgr_status lgr_profiles_json(lgr_receiver* r, const char* customer_id,
                              lgr_error** error) {
   return guarded(error, [&] {
     if (lgr_status s = json_call_ready(r, out_json, out_len, error)) return s;
-    if (!text_ok(customer_id)) {
-      return invalid_argument("customer_id must be a UTF-8 string", error);
-    }
+    if (lgr_status s = check_customer_id(customer_id, error)) return s;
     std::optional<std::string_view> workload;
     if (workload_id) workload = workload_id;
     return json_out(r->impl->profiles_json(customer_id, workload, since_hours),
@@ -576,9 +572,7 @@ lgr_status lgr_events_json(lgr_receiver* r, const char* customer_id,
                            size_t* out_len, lgr_error** error) {
   return guarded(error, [&] {
     if (lgr_status s = json_call_ready(r, out_json, out_len, error)) return s;
-    if (!text_ok(customer_id)) {
-      return invalid_argument("customer_id must be a UTF-8 string", error);
-    }
+    if (lgr_status s = check_customer_id(customer_id, error)) return s;
     return json_out(r->impl->events_json(customer_id, rollbacks_only != 0),
                     out_json, out_len, error);
   });
