@@ -114,16 +114,9 @@ HttpResponse health(const Receiver& receiver) {
 
 bool is_json_media_type(std::string_view content_type) {
   // "application/json", optionally with parameters such as charset.
-  constexpr std::string_view kJson = "application/json";
   std::string_view type = content_type.substr(0, content_type.find(';'));
   while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  if (type.size() != kJson.size()) return false;
-  for (std::size_t i = 0; i < type.size(); ++i) {
-    char c = type[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != kJson[i]) return false;
-  }
-  return true;
+  return ascii_iequals(type, "application/json");
 }
 
 HttpResponse ingest(Receiver& receiver, const HttpRequest& request) {

@@ -14,16 +14,15 @@ Error closed_error() {
   return make_error(ErrorCode::closed, "", "the receiver is closed");
 }
 
-bool ascii_iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
+// Seconds since the epoch: `fixed` when set (tests and replays), else the
+// system clock.
+std::int64_t clock_seconds(std::int64_t fixed) {
+  if (fixed != 0) return fixed;
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
+
 
 std::string_view trim_spaces(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
@@ -36,6 +35,17 @@ std::string_view trim_spaces(std::string_view s) {
 }
 
 }  // namespace
+
+bool ascii_iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
 
 Error token_owner_gone() {
   // The token was valid a moment ago and its customer was deleted since:
@@ -122,13 +132,9 @@ Result<std::unique_ptr<Receiver>> Receiver::open(ReceiverOptions options) {
       if (level >= min) log(level, message);
     };
   }
-  const std::int64_t fixed = options.fixed_time;
-  store_options.now = [fixed] {
-    if (fixed != 0) return fixed;
-    return static_cast<std::int64_t>(
-        std::chrono::duration_cast<std::chrono::seconds>(
-            std::chrono::system_clock::now().time_since_epoch())
-            .count());
+  // The store stamps tokens and rows with the receiver's clock.
+  store_options.now = [fixed = options.fixed_time] {
+    return clock_seconds(fixed);
   };
 
   auto store = open_sqlite_store(std::move(store_options));
@@ -145,10 +151,7 @@ Receiver::Receiver(ReceiverOptions options, std::unique_ptr<Store> store)
 Receiver::~Receiver() { (void)close(); }
 
 std::int64_t Receiver::now() const {
-  if (options_.fixed_time != 0) return options_.fixed_time;
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return clock_seconds(options_.fixed_time);
 }
 
 void Receiver::log(int level, std::string_view message) const {

@@ -115,6 +115,9 @@ Error token_owner_gone();
 // as nobody through the same code path as an unknown token.
 std::string_view bearer_token(std::string_view authorization);
 
+// ASCII case-insensitive equality (HTTP schemes and media types).
+bool ascii_iequals(std::string_view a, std::string_view b);
+
 // True if `s` is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view s);
 
