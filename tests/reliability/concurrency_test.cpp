@@ -141,29 +141,14 @@ void reader(Shared& s, int index) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: concurrency_test FIXTURE [--seconds S]\n");
-    return 2;
-  }
-  double seconds = 8;
-  if (argc == 4 && std::strcmp(argv[2], "--seconds") == 0) {
-    seconds = std::atof(argv[3]);
-  }
-  rel::TempDir tmp;
+  rel::TimedRun run(argc, argv, "concurrency", 8);
+  if (run.usage_error) return 2;
+  if (!run.ok) return rel::finish("concurrency");
+  const double seconds = run.seconds;
+  const std::string& db = run.db;
   Shared s;
-  s.fixture = rel::read_file(argv[1]);
-  if (!REL_CHECK(tmp.ok()) || !REL_CHECK(!s.fixture.empty())) {
-    return rel::finish("concurrency");
-  }
-
-  const std::string db = tmp.file("concurrency.db");
-  lgr_status status = LGR_OK;
-  std::string message;
-  rel::ReceiverPtr receiver = rel::open_receiver(db, &status, &message);
-  if (!REL_CHECK_MSG(receiver != nullptr, "open: " + message)) {
-    return rel::finish("concurrency");
-  }
-  s.receiver = receiver.get();
+  s.fixture = run.fixture;
+  s.receiver = run.receiver.get();
   for (int c = 0; c < kCustomers; ++c) {
     s.customers[c] = rel::create_customer(s.receiver, "cc" + std::to_string(c));
     REL_CHECK(!s.customers[c].id.empty());
@@ -194,7 +179,7 @@ int main(int argc, char** argv) {
     total += s.acked[c];
   }
   REL_CHECK_EQ(lgr_receiver_close(s.receiver, nullptr), LGR_OK);
-  receiver.reset();
+  run.receiver.reset();
 
   REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM loop_events"), total);
   REL_CHECK_EQ(rel::sql_scalar(db, "PRAGMA integrity_check"),

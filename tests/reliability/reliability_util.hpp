@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -208,6 +209,38 @@ inline ReceiverPtr open_receiver(const std::string& db, lgr_status* status,
   if (message) *message = error ? lgr_error_message(error.get()) : "";
   return ReceiverPtr(r);
 }
+
+// The set-up the timed tests (concurrency, soak) share: arguments
+// "FIXTURE [--seconds S]", a temporary directory, the fixture's bytes and a
+// receiver opened on NAME.db in it. `ok` is false after a usage error or a
+// failed check (already counted).
+struct TimedRun {
+  TimedRun(int argc, char** argv, const char* name, double default_seconds)
+      : seconds(default_seconds) {
+    if (argc < 2) {
+      std::fprintf(stderr, "usage: %s_test FIXTURE [--seconds S]\n", name);
+      usage_error = true;
+      return;
+    }
+    if (argc == 4 && std::strcmp(argv[2], "--seconds") == 0) {
+      seconds = std::atof(argv[3]);
+    }
+    fixture = read_file(argv[1]);
+    if (!REL_CHECK(tmp.ok()) || !REL_CHECK(!fixture.empty())) return;
+    db = tmp.file(std::string(name) + ".db");
+    std::string message;
+    receiver = open_receiver(db, nullptr, &message);
+    ok = REL_CHECK_MSG(receiver != nullptr, "open: " + message);
+  }
+
+  double seconds;
+  TempDir tmp;
+  std::string fixture;
+  std::string db;
+  ReceiverPtr receiver;
+  bool usage_error = false;
+  bool ok = false;
+};
 
 struct Customer {
   std::string id;

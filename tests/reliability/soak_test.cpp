@@ -71,28 +71,14 @@ void reader(Shared& s, int index) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: soak_test FIXTURE [--seconds S]\n");
-    return 2;
-  }
-  double seconds = 20;
-  if (argc == 4 && std::strcmp(argv[2], "--seconds") == 0) {
-    seconds = std::atof(argv[3]);
-  }
-  rel::TempDir tmp;
+  rel::TimedRun run(argc, argv, "soak", 20);
+  if (run.usage_error) return 2;
+  if (!run.ok) return rel::finish("soak");
+  const double seconds = run.seconds;
+  const std::string& db = run.db;
   Shared s;
-  s.fixture = rel::read_file(argv[1]);
-  if (!REL_CHECK(tmp.ok()) || !REL_CHECK(!s.fixture.empty())) {
-    return rel::finish("soak");
-  }
-  const std::string db = tmp.file("soak.db");
-  lgr_status status = LGR_OK;
-  std::string message;
-  rel::ReceiverPtr receiver = rel::open_receiver(db, &status, &message);
-  if (!REL_CHECK_MSG(receiver != nullptr, "open: " + message)) {
-    return rel::finish("soak");
-  }
-  s.receiver = receiver.get();
+  s.fixture = run.fixture;
+  s.receiver = run.receiver.get();
   for (int c = 0; c < kCustomers; ++c) {
     s.customers[c] = rel::create_customer(s.receiver, "soak");
   }
@@ -141,7 +127,7 @@ int main(int argc, char** argv) {
                                          std::to_string(wal_peak) + ")");
 
   REL_CHECK_EQ(lgr_receiver_close(s.receiver, nullptr), LGR_OK);
-  receiver.reset();
+  run.receiver.reset();
   const long long wal_closed = rel::file_size(db + "-wal");
   REL_CHECK_MSG(wal_closed <= 0, "the WAL holds " + std::to_string(wal_closed) +
                                      " bytes after close");
