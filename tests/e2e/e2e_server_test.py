@@ -31,6 +31,11 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir))
+from harness import (TestFailure, expect, expect_eq,  # noqa: E402
+                     kill_all, track)
+
 # The fixtures are stamped 2026-11-30T14:00:00+00:00; "now" is the next
 # midnight, so that they are neither in the future nor out of the 30-day
 # window. (1764547200 is 2025-12-01, a year too early.)
@@ -40,23 +45,6 @@ MAX_BODY = 262144  # The server's default cap.
 USER_AGENT = "loopgain/0.6.4"
 STARTUP_TIMEOUT = 15.0
 HTTP_TIMEOUT = 20.0
-
-PROCESSES = []
-
-
-class TestFailure(Exception):
-    pass
-
-
-def expect(condition, what):
-    if not condition:
-        raise TestFailure(what)
-
-
-def expect_eq(actual, expected, what):
-    if actual != expected:
-        raise TestFailure(f"{what}: expected {expected!r}, got {actual!r}")
-
 
 def step(name):
     print(f"ok - {name}", flush=True)
@@ -132,7 +120,7 @@ class Server:
              *fixed],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
-        PROCESSES.append(self.proc)
+        track(self.proc)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if not self.port_ready.wait(STARTUP_TIMEOUT) or self.port is None:
@@ -195,16 +183,6 @@ def issue_token(binary, db, name):
     expect(re.fullmatch(r"lgk_[A-Za-z0-9_-]{32}", record["token"]),
            "token format")
     return record["customer_id"], record["token"]
-
-
-def kill_all():
-    for proc in PROCESSES:
-        if proc.poll() is None:
-            proc.kill()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
 
 
 # --------------------------------------------------------------------------

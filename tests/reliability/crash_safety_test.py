@@ -37,37 +37,21 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir))
+from harness import (TestFailure, expect, kill_all,  # noqa: E402
+                     track)
+
 # 2026-12-01T00:00:00Z: the fixture's hour (2026-11-30T14:00Z) is in range.
 NOW = 1796083200
 WATCHDOG_SECONDS = 150
 STARTUP_TIMEOUT = 15.0
-PROCESSES = []
-
-
-class TestFailure(Exception):
-    pass
-
-
-def expect(condition, what):
-    if not condition:
-        raise TestFailure(what)
-
-
 def step(text):
     print(f"-- {text}", flush=True)
 
 
-def kill_all():
-    for proc in PROCESSES:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def start(argv, **kwargs):
-    proc = subprocess.Popen(argv, **kwargs)
-    PROCESSES.append(proc)
-    return proc
+    return track(subprocess.Popen(argv, **kwargs))
 
 
 def with_workload(fixture, workload):
