@@ -337,6 +337,12 @@ def ingest_runs(args, server, files, label, rows, which=("single", "multi")):
             f"p99 {r['p99_ms']} ms, non-2xx {r['non_2xx']}, "
             f"peak RSS {r['peak_rss_kib'] / 1024:.1f} MiB, "
             f"{r['cpu_us_per_request']:.0f} us CPU per request")
+        # A refused request costs the server almost nothing, so a run with
+        # refusals measures them, not ingest (this hid a missing Host
+        # header once).
+        if r["non_2xx"]:
+            raise RuntimeError(f"{r['scenario']} on {label}: "
+                               f"{r['non_2xx']} non-2xx responses")
         out.append(r)
     return out
 
