@@ -16,6 +16,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -586,58 +587,117 @@ void lgr_http_request_init(lgr_http_request* request) {
   request->version = LGR_HTTP_REQUEST_VERSION;
 }
 
+namespace {
+
+bool request_usable(const lgr_http_request* request) {
+  return request && request->method && request->path &&
+         request->version >= 1 && request->version <= LGR_HTTP_REQUEST_VERSION &&
+         (request->body || request->body_len == 0);
+}
+
+std::optional<std::string_view> optional_text(const char* s) {
+  if (!s) return std::nullopt;
+  return std::string_view(s);
+}
+
+// Borrows the request's text.
+lgr::HttpRequest borrow_request(const lgr_http_request& request) {
+  lgr::HttpRequest req;
+  req.method = request.method;
+  req.path = request.path;
+  req.query = request.query ? request.query : "";
+  req.authorization = optional_text(request.authorization);
+  req.origin = optional_text(request.origin);
+  req.content_type = optional_text(request.content_type);
+  req.content_length = optional_text(request.content_length);
+  req.access_control_request_method =
+      optional_text(request.access_control_request_method);
+  req.body = std::string_view(request.body ? request.body : "",
+                              request.body ? request.body_len : 0);
+  return req;
+}
+
+// Header and target text reaches JSON error messages and the store only as
+// valid UTF-8; anything else is a malformed request.
+bool request_text_valid(const lgr::HttpRequest& req) {
+  bool valid = lgr::is_valid_utf8(req.method) &&
+               lgr::is_valid_utf8(req.path) && lgr::is_valid_utf8(req.query);
+  for (const auto& h : {req.authorization, req.origin, req.content_type,
+                        req.content_length,
+                        req.access_control_request_method}) {
+    if (h && !lgr::is_valid_utf8(*h)) valid = false;
+  }
+  return valid;
+}
+
+lgr::HttpResponse not_utf8_response() {
+  return lgr::error_http_response(lgr::make_error(
+      lgr::ErrorCode::bad_request, "", "request text is not UTF-8"));
+}
+
+}  // namespace
+
 lgr_status lgr_handle_request(lgr_receiver* r,
                               const lgr_http_request* request,
                               lgr_http_response** out) {
   if (!out) return LGR_ERR_INVALID_ARGUMENT;
   *out = nullptr;
-  if (!r || !r->impl || !request || !request->method || !request->path ||
-      request->version < 1 || request->version > LGR_HTTP_REQUEST_VERSION ||
-      (!request->body && request->body_len != 0)) {
+  if (!r || !r->impl || !request_usable(request)) {
     return LGR_ERR_INVALID_ARGUMENT;
   }
   try {
     auto response = std::make_unique<lgr_http_response>();
-    auto optional_text = [](const char* s) -> std::optional<std::string_view> {
-      if (!s) return std::nullopt;
-      return std::string_view(s);
-    };
-    lgr::HttpRequest req;
-    req.method = request->method;
-    req.path = request->path;
-    req.query = request->query ? request->query : "";
-    req.authorization = optional_text(request->authorization);
-    req.origin = optional_text(request->origin);
-    req.content_type = optional_text(request->content_type);
-    req.content_length = optional_text(request->content_length);
-    req.access_control_request_method =
-        optional_text(request->access_control_request_method);
-    req.body = std::string_view(request->body ? request->body : "",
-                                request->body ? request->body_len : 0);
-
-    // Header and target text reaches JSON error messages and the store
-    // only as valid UTF-8; anything else is a malformed request.
-    bool text_valid = lgr::is_valid_utf8(req.method) &&
-                      lgr::is_valid_utf8(req.path) &&
-                      lgr::is_valid_utf8(req.query);
-    for (const auto& h : {req.authorization, req.origin, req.content_type,
-                          req.content_length,
-                          req.access_control_request_method}) {
-      if (h && !lgr::is_valid_utf8(*h)) text_valid = false;
-    }
-
+    const lgr::HttpRequest req = borrow_request(*request);
     lgr_status status = LGR_OK;
     if (r->impl->closed()) {
       response->response = lgr::closed_response();
       status = LGR_ERR_CLOSED;
-    } else if (!text_valid) {
-      response->response = lgr::error_http_response(lgr::make_error(
-          lgr::ErrorCode::bad_request, "", "request text is not UTF-8"));
+    } else if (!request_text_valid(req)) {
+      response->response = not_utf8_response();
     } else {
       response->response = lgr::handle_http(*r->impl, req);
     }
     *out = response.release();
     return status;
+  } catch (const std::bad_alloc&) {
+    return LGR_ERR_NO_MEMORY;
+  } catch (...) {
+    return LGR_ERR_INTERNAL;
+  }
+}
+
+lgr_status lgr_handle_request_async(lgr_receiver* r,
+                                    const lgr_http_request* request,
+                                    lgr_http_response_fn on_response,
+                                    void* user_data) {
+  if (!r || !r->impl || !on_response || !request_usable(request)) {
+    return LGR_ERR_INVALID_ARGUMENT;
+  }
+  // Hands the answer over; without memory for the copy, NULL (the
+  // header's promise: NULL only when out of memory).
+  auto deliver = [on_response, user_data](lgr::HttpResponse response) {
+    lgr_http_response* out = nullptr;
+    try {
+      out = new lgr_http_response{std::move(response)};
+    } catch (...) {
+      out = nullptr;
+    }
+    on_response(user_data, out);
+  };
+  try {
+    const lgr::HttpRequest req = borrow_request(*request);
+    if (r->impl->closed()) {
+      deliver(lgr::closed_response());
+      return LGR_ERR_CLOSED;
+    }
+    if (!request_text_valid(req)) {
+      deliver(not_utf8_response());
+      return LGR_OK;
+    }
+    // Whatever throws in here throws before `deliver` was called or the
+    // event queued: the caller is told, and no callback will follow.
+    lgr::handle_http_async(*r->impl, req, deliver);
+    return LGR_OK;
   } catch (const std::bad_alloc&) {
     return LGR_ERR_NO_MEMORY;
   } catch (...) {

@@ -119,14 +119,28 @@ bool is_json_media_type(std::string_view content_type) {
   return ascii_iequals(type, "application/json");
 }
 
-HttpResponse ingest(Receiver& receiver, const HttpRequest& request) {
+// Where a request goes: answered already, or an ingest for a customer
+// whose payload has yet to be validated and stored (synchronously or not).
+struct Routed {
+  std::optional<HttpResponse> answer;
+  std::string ingest_customer;
+};
+
+Routed answered(HttpResponse response) {
+  return Routed{std::move(response), {}};
+}
+
+// Everything an ingest request must pass before its body is read as a
+// payload: not a browser, an authenticated customer, a body whose length
+// and media type are what the headers announce.
+Routed admit_ingest(Receiver& receiver, const HttpRequest& request) {
   if (request.origin) {
-    return error_http_response(make_error(
+    return answered(error_http_response(make_error(
         ErrorCode::browser_requests_not_allowed, "",
-        "the ingest route does not accept browser requests"));
+        "the ingest route does not accept browser requests")));
   }
   auto customer = receiver.authenticate(request.authorization.value_or(""));
-  if (!customer) return error_http_response(customer.error());
+  if (!customer) return answered(error_http_response(customer.error()));
 
   const std::size_t cap = receiver.options().max_body_bytes;
   if (request.content_length) {
@@ -135,26 +149,31 @@ HttpResponse ingest(Receiver& receiver, const HttpRequest& request) {
     auto [end, ec] = std::from_chars(cl.data(), cl.data() + cl.size(),
                                      announced);
     if (ec != std::errc() || end != cl.data() + cl.size()) {
-      return error_http_response(make_error(ErrorCode::bad_request, "",
-                                       "Content-Length is not a number"));
+      return answered(error_http_response(make_error(
+          ErrorCode::bad_request, "", "Content-Length is not a number")));
     }
     if (announced > cap) {
-      return error_http_response(make_error(
+      return answered(error_http_response(make_error(
           ErrorCode::payload_too_large, "",
-          "the body may be at most " + std::to_string(cap) + " bytes"));
+          "the body may be at most " + std::to_string(cap) + " bytes")));
     }
     if (announced != request.body.size()) {
-      return error_http_response(make_error(
-          ErrorCode::bad_request, "",
-          "Content-Length does not match the body received"));
+      return answered(error_http_response(
+          make_error(ErrorCode::bad_request, "",
+                     "Content-Length does not match the body received")));
     }
   }
   if (request.content_type && !is_json_media_type(*request.content_type)) {
-    return error_http_response(make_error(ErrorCode::unsupported_media_type, "",
-                                     "the body must be application/json"));
+    return answered(error_http_response(
+        make_error(ErrorCode::unsupported_media_type, "",
+                   "the body must be application/json")));
   }
+  return Routed{std::nullopt, std::move(*customer)};
+}
 
-  auto outcome = receiver.ingest_for(*customer, request.body);
+// The answer to an admitted ingest, once the receiver has decided.
+HttpResponse ingest_response(std::string customer,
+                             Result<IngestOutcome> outcome) {
   if (!outcome && outcome.error().code == ErrorCode::customer_not_found) {
     outcome = token_owner_gone();
   }
@@ -162,7 +181,7 @@ HttpResponse ingest(Receiver& receiver, const HttpRequest& request) {
                                                     outcome->redacted,
                                                     outcome->ignored))
                            : error_http_response(outcome.error());
-  r.customer_id = std::move(*customer);
+  r.customer_id = std::move(customer);
   return r;
 }
 
@@ -346,33 +365,78 @@ HttpResponse closed_response() {
       make_error(ErrorCode::closed, "", "the receiver is shutting down"));
 }
 
-HttpResponse handle_http(Receiver& receiver, const HttpRequest& request) {
-  if (receiver.closed()) return closed_response();
+namespace {
+
+// The route table. Every answer except a payload to ingest is made here.
+Routed route_request(Receiver& receiver, const HttpRequest& request) {
+  if (receiver.closed()) return answered(closed_response());
 
   const Route route = route_of(request.path);
   if (route == Route::unknown) {
-    return error_http_response(
-        make_error(ErrorCode::not_found, "", "no such route"));
+    return answered(error_http_response(
+        make_error(ErrorCode::not_found, "", "no such route")));
   }
-  if (request.method == "OPTIONS") return preflight(receiver, request, route);
+  if (request.method == "OPTIONS") {
+    return answered(preflight(receiver, request, route));
+  }
 
   switch (route) {
     case Route::ingest:
-      if (request.method != "POST") return method_not_allowed("POST");
-      return ingest(receiver, request);
+      if (request.method != "POST") {
+        return answered(method_not_allowed("POST"));
+      }
+      return admit_ingest(receiver, request);
     case Route::health:
-      if (request.method != "GET") return method_not_allowed("GET, OPTIONS");
-      return health(receiver);
+      if (request.method != "GET") {
+        return answered(method_not_allowed("GET, OPTIONS"));
+      }
+      return answered(health(receiver));
     case Route::stats:
     case Route::profiles:
     case Route::events:
-      if (request.method != "GET") return method_not_allowed("GET, OPTIONS");
-      return read(receiver, request, route);
+      if (request.method != "GET") {
+        return answered(method_not_allowed("GET, OPTIONS"));
+      }
+      return answered(read(receiver, request, route));
     case Route::unknown:
       break;
   }
-  return error_http_response(make_error(ErrorCode::internal_error, "",
-                                   "unhandled route"));
+  return answered(error_http_response(
+      make_error(ErrorCode::internal_error, "", "unhandled route")));
+}
+
+}  // namespace
+
+HttpResponse handle_http(Receiver& receiver, const HttpRequest& request) {
+  Routed routed = route_request(receiver, request);
+  if (routed.answer) return std::move(*routed.answer);
+  auto outcome = receiver.ingest_for(routed.ingest_customer, request.body);
+  return ingest_response(std::move(routed.ingest_customer),
+                         std::move(outcome));
+}
+
+void handle_http_async(Receiver& receiver, const HttpRequest& request,
+                       HttpDone done) {
+  Routed routed = route_request(receiver, request);
+  if (routed.answer) {
+    done(std::move(*routed.answer));
+    return;
+  }
+  const std::string customer = routed.ingest_customer;
+  receiver.ingest_for_async(
+      customer, request.body,
+      [customer = std::move(routed.ingest_customer),
+       done = std::move(done)](Result<IngestOutcome> outcome) mutable {
+        // Runs on the writer thread, where nothing may escape: without
+        // memory for the answer, a bare 500 still completes the request.
+        HttpResponse response;
+        try {
+          response = ingest_response(std::move(customer), std::move(outcome));
+        } catch (...) {
+          response.status = 500;
+        }
+        done(std::move(response));
+      });
 }
 
 }  // namespace lgr

@@ -8,6 +8,7 @@
 
 #include "receiver.hpp"
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,17 @@ struct HttpResponse {
 inline constexpr std::string_view kJsonContentType = "application/json";
 
 HttpResponse handle_http(Receiver& receiver, const HttpRequest& request);
+
+// Receives handle_http_async()'s answer. Must not throw.
+using HttpDone = std::function<void(HttpResponse)>;
+
+// The same answer as handle_http(), handed to `done` exactly once: on the
+// calling thread before this returns, except for an ingest whose payload
+// was accepted, which is answered from the store's writer thread once its
+// event is committed (Receiver::ingest_for_async). `request` is read before
+// this returns.
+void handle_http_async(Receiver& receiver, const HttpRequest& request,
+                       HttpDone done);
 
 // The answer for a request that reached a closed receiver.
 HttpResponse closed_response();

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <thread>
 
 namespace lgr {
 
@@ -112,14 +113,27 @@ std::size_t utf8_length(std::string_view s) {
 }
 
 // A call in flight: shares the lifecycle lock so close() waits for it.
+// It never waits for the lock itself. close() raises closed_ before it
+// takes the lock exclusively, so a failed try-lock with closed_ still low
+// was spurious; and a call made while close() drains the store (from an
+// append callback on the writer thread) must fail, not wait for close().
 class Receiver::Call {
  public:
-  explicit Call(const Receiver& r) : lock_(r.lifecycle_), closed_(r.closed()) {}
+  explicit Call(const Receiver& r) : lock_(r.lifecycle_, std::defer_lock) {
+    for (;;) {
+      if (r.closed()) return;
+      if (lock_.try_lock()) {
+        closed_ = r.closed();
+        return;
+      }
+      std::this_thread::yield();
+    }
+  }
   bool closed() const { return closed_; }
 
  private:
   std::shared_lock<std::shared_mutex> lock_;
-  bool closed_;
+  bool closed_ = true;
 };
 
 Result<std::unique_ptr<Receiver>> Receiver::open(ReceiverOptions options) {
@@ -206,6 +220,37 @@ Result<IngestOutcome> Receiver::ingest_for(std::string_view customer_id,
   return IngestOutcome{std::string(customer_id),
                        std::move(validated->redacted),
                        std::move(validated->ignored)};
+}
+
+void Receiver::ingest_for_async(std::string_view customer_id,
+                                std::string_view body, IngestDone done) {
+  Error refusal;
+  {
+    Call call(*this);
+    if (call.closed()) {
+      refusal = closed_error();
+    } else if (auto validated = validator_.validate(body, now()); !validated) {
+      refusal = validated.error();
+    } else {
+      IngestOutcome accepted{std::string(customer_id),
+                             std::move(validated->redacted),
+                             std::move(validated->ignored)};
+      Status queued = store_->append_async(
+          customer_id, std::move(validated->event),
+          [accepted = std::move(accepted),
+           done = std::move(done)](Status stored) mutable {
+            if (stored) {
+              done(std::move(accepted));
+            } else {
+              done(stored.error());
+            }
+          });
+      if (queued) return;
+      refusal = queued.error();
+    }
+  }
+  // Outside the call, so that `done` may call in again or close().
+  done(std::move(refusal));
 }
 
 Result<std::string> Receiver::stats_json(std::string_view customer_id) {

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -66,6 +67,16 @@ class Receiver {
   // authenticated.
   Result<IngestOutcome> ingest_for(std::string_view customer_id,
                                    std::string_view body);
+
+  // Must not throw.
+  using IngestDone = std::function<void(Result<IngestOutcome>)>;
+  // ingest_for() without holding the caller while the event waits for its
+  // commit. `done` is called exactly once: on the calling thread, before
+  // this returns, when the payload or the store refuses it at once; else
+  // from the store's writer thread after the commit (see
+  // Store::append_async). `body` is read before this returns.
+  void ingest_for_async(std::string_view customer_id, std::string_view body,
+                        IngestDone done);
 
   Result<std::string> stats_json(std::string_view customer_id);
   // since_hours 0 means the default 30-day window.

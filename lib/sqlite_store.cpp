@@ -496,6 +496,7 @@ class SqliteStore final : public Store {
         readers_(options_.path, tuning),
         writer_(std::move(writer)) {
     writer_thread_ = std::thread([this] { writer_main(); });
+    writer_id_ = writer_thread_.get_id();
   }
 
   ~SqliteStore() override { (void)close(); }
@@ -513,6 +514,8 @@ class SqliteStore final : public Store {
   Result<std::optional<std::string>> authenticate(
       std::string_view token) override;
   Status append(std::string_view customer_id, const LoopEvent& event) override;
+  Status append_async(std::string_view customer_id, LoopEvent event,
+                      AppendDone done) override;
   Result<Stats> stats(const StatsQuery& query) override;
   Result<std::vector<ProfileRow>> profiles(const ProfilesQuery& query) override;
   Result<std::vector<EventRow>> events(const EventsQuery& query) override;
@@ -522,10 +525,8 @@ class SqliteStore final : public Store {
   enum class JobKind { append, write, read };
   using Work = std::function<Status(Connection&)>;
 
-  // Lives on the caller's stack: the caller blocks in wait() and the
-  // writer never touches the job after finish(). finish() notifies while
-  // holding the mutex, so the caller cannot destroy the job under it (a
-  // std::promise gives no such guarantee for its shared state).
+  // One unit of work for the writer. The writer never touches a job after
+  // finish(), which hands the result over.
   struct Job {
     JobKind kind = JobKind::append;
     const char* operation = "";
@@ -533,7 +534,15 @@ class SqliteStore final : public Store {
     const LoopEvent* event = nullptr;
     Work work;
 
-    void finish(Status status) {
+    virtual ~Job() = default;
+    virtual void finish(Status status) noexcept = 0;
+  };
+
+  // Lives on the caller's stack: the caller blocks in wait(). finish()
+  // notifies while holding the mutex, so the caller cannot destroy the job
+  // under it (a std::promise gives no such guarantee for its shared state).
+  struct WaitedJob final : Job {
+    void finish(Status status) noexcept override {
       std::lock_guard lock(mutex);
       result = std::move(status);
       done = true;
@@ -549,6 +558,29 @@ class SqliteStore final : public Store {
     std::condition_variable finished;
     bool done = false;
     Status result;
+  };
+
+  // An append_async(): owns its event, lives on the heap from the moment
+  // it is queued, and deletes itself once its callback has returned.
+  struct CallbackJob final : Job {
+    CallbackJob(std::string customer, LoopEvent owned, AppendDone callback)
+        : owned_event(std::move(owned)), on_done(std::move(callback)) {
+      kind = JobKind::append;
+      operation = "append";
+      customer_id = std::move(customer);
+      event = &owned_event;
+    }
+    void finish(Status status) noexcept override {
+      try {
+        on_done(std::move(status));
+      } catch (...) {
+        // AppendDone must not throw; the writer thread goes on regardless.
+      }
+      delete this;
+    }
+
+    LoopEvent owned_event;
+    AppendDone on_done;
   };
 
   using Touches = std::unordered_map<std::string, std::int64_t>;
@@ -587,7 +619,8 @@ class SqliteStore final : public Store {
     }
   }
 
-  Status submit(Job& job);
+  Status enqueue(Job& job);
+  Status submit(WaitedJob& job);
   Status run_write(const char* operation, Work work);
   Status run_read(const char* operation, bool snapshot, const Work& work);
   template <class T, class Fill>
@@ -636,35 +669,54 @@ class SqliteStore final : public Store {
 
   std::mutex close_mutex_;  // serialises close()
   std::thread writer_thread_;
+  // Set once in the constructor: calls that would wait for the writer are
+  // refused on the writer itself (an append callback calling back in).
+  std::thread::id writer_id_;
 };
 
 // ---- Submitting work --------------------------------------------------------
 
-Status SqliteStore::submit(Job& job) {
+// Queues `job` for the writer, or refuses it when too many appends wait.
+Status SqliteStore::enqueue(Job& job) {
   bool notify = false;
   {
     std::lock_guard lock(mutex_);
+    if (job.kind == JobKind::append &&
+        queued_appends_ >= tuning_.max_queued) {
+      return make_error(ErrorCode::busy, "",
+                        "append: too many events waiting to be written");
+    }
+    queue_.push_back(&job);  // first: it is what can throw
     if (job.kind == JobKind::append) {
-      if (queued_appends_ >= tuning_.max_queued) {
-        return make_error(ErrorCode::busy, "",
-                          "append: too many events waiting to be written");
-      }
       ++queued_appends_;
     } else {
       ++queued_other_jobs_;
     }
-    queue_.push_back(&job);
     // Signal only a waiting writer, and while it gathers a batch only once
     // the batch is complete: one wake-up per batch, not one per append.
     notify = writer_waits_for_ > 0 && (job.kind != JobKind::append ||
                                        queued_appends_ >= writer_waits_for_);
   }
   if (notify) wake_.notify_one();
+  return {};
+}
+
+// Queues `job` and waits until the writer has finished it.
+Status SqliteStore::submit(WaitedJob& job) {
+  // A host bug, not the client's: internal_error (500 through HTTP).
+  if (std::this_thread::get_id() == writer_id_) {
+    return make_error(ErrorCode::internal_error, "",
+                      std::string(job.operation) +
+                          ": called from an append callback, on the thread "
+                          "it would wait for");
+  }
+  Status queued = enqueue(job);
+  if (!queued) return queued;
   return job.wait();
 }
 
 Status SqliteStore::run_write(const char* operation, Work work) {
-  Job job;
+  WaitedJob job;
   job.kind = JobKind::write;
   job.operation = operation;
   job.work = std::move(work);
@@ -683,7 +735,7 @@ Status SqliteStore::run_read(const char* operation, bool snapshot,
     return result;
   };
   if (in_memory_) {
-    Job job;
+    WaitedJob job;
     job.kind = JobKind::read;
     job.operation = operation;
     job.work = body;
@@ -1175,12 +1227,30 @@ Status SqliteStore::append(std::string_view customer_id,
   if (!scope) return closed_error(kOp);
 
   try {
-    Job job;
+    WaitedJob job;
     job.kind = JobKind::append;
     job.operation = kOp;
     job.customer_id = std::string(customer_id);
     job.event = &event;
     return submit(job);
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+Status SqliteStore::append_async(std::string_view customer_id,
+                                 LoopEvent event, AppendDone done) {
+  constexpr const char* kOp = "append";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    auto job = std::make_unique<CallbackJob>(
+        std::string(customer_id), std::move(event), std::move(done));
+    Status queued = enqueue(*job);
+    if (!queued) return queued;
+    job.release();  // the writer deletes it after its callback
+    return {};
   } catch (...) {
     return current_error(kOp);
   }

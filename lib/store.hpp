@@ -12,8 +12,9 @@
 //
 // Contract for every backend:
 // - Thread safety: one Store is used concurrently from many threads.
-// - append() returns only after the event is durably committed; a failed
-//   append() leaves nothing of the event behind.
+// - append() returns only after the event is durably committed, and
+//   append_async() calls back only then; a failed append leaves nothing of
+//   the event behind.
 // - Every read is scoped to one customer id and never returns another's rows.
 // - close() is idempotent; after it every call fails with ErrorCode::closed.
 #pragma once
@@ -139,6 +140,24 @@ class Store {
   // Events. Blocks until the event is committed.
   virtual Status append(std::string_view customer_id,
                         const LoopEvent& event) = 0;
+
+  // Completion of append_async(): the append's status. Must not throw.
+  using AppendDone = std::function<void(Status)>;
+
+  // The same append without holding the caller: an error return means the
+  // event was refused at once (closed, busy, out of memory) and `done` is
+  // never called. Otherwise `done` is called exactly once, once the event
+  // is committed or its batch failed, from whatever thread the backend
+  // commits on (possibly before append_async() returns). close() returns
+  // only after every accepted append's `done` has returned.
+  //
+  // This default, for a backend without its own commit queue, appends
+  // synchronously and calls `done` on the calling thread.
+  virtual Status append_async(std::string_view customer_id, LoopEvent event,
+                              AppendDone done) {
+    done(append(customer_id, event));
+    return {};
+  }
 
   // Reads.
   virtual Result<Stats> stats(const StatsQuery& query) = 0;

@@ -167,6 +167,11 @@ _LGR_HTTP_REQUEST_VERSION = 1
 # void (*)(void *user_data, lgr_log_level level, const char *message)
 _LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 
+# void (*)(void *user_data, lgr_http_response *response). Declared so that
+# the table covers the header; this module itself answers requests with the
+# blocking lgr_handle_request(), one host thread per request.
+_RESPONSE_FN = CFUNCTYPE(None, c_void_p, c_void_p)
+
 _P = c_void_p            # opaque handles
 _PP = POINTER(c_void_p)  # out-parameters for handles and owned strings
 _ERR = POINTER(c_void_p)  # lgr_error **
@@ -228,6 +233,8 @@ _SIGNATURES = {
                                            POINTER(c_char_p)]),
     "lgr_http_response_customer_id": (c_char_p, [_P]),
     "lgr_http_response_free": (None, [_P]),
+    "lgr_handle_request_async": (_STATUS, [_P, POINTER(_HttpRequest),
+                                           _RESPONSE_FN, c_void_p]),
 }
 
 _libraries: dict = {}

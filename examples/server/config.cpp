@@ -181,8 +181,8 @@ Options:
   --listen HOST:PORT       address to listen on (default 127.0.0.1:8787);
                            IPv6 as [::1]:8787; port 0 picks a free port,
                            reported in the "listening" log line
-  --threads N              worker threads that run requests through the
-                           library (default: hardware threads)
+  --threads N              worker threads for the read routes; ingests
+                           need none (default: hardware threads)
   --privacy-policy NAME    summary_only (default), trajectories or strict
   --max-body BYTES         largest request body, 1..16777216
                            (default 262144); larger bodies get 413

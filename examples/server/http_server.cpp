@@ -15,10 +15,13 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -118,50 +121,68 @@ bool IsFramingHeader(std::string_view name) {
          beast::iequals(name, "Connection");
 }
 
-// Runs on a worker thread: lgr_handle_request() blocks until an ingested
-// event is committed.
-Reply CallLibrary(lgr_receiver* receiver, const Request& req, bool has_body) {
-  const std::string method(req.method_string());
-  const std::string_view target = req.target();
-  const auto question = target.find('?');
-  const std::string path(target.substr(0, question));
-  std::optional<std::string> query;
-  if (question != std::string_view::npos) {
-    query.emplace(target.substr(question + 1));
+// The request as the library takes it: lgr_http_request points into the
+// strings held here, so this neither moves nor copies.
+class LibraryRequest {
+ public:
+  LibraryRequest(const Request& req, bool has_body)
+      : method_(req.method_string()),
+        authorization_(HeaderValue(req, http::field::authorization)),
+        origin_(HeaderValue(req, http::field::origin)),
+        content_type_(HeaderValue(req, http::field::content_type)),
+        content_length_(HeaderValue(req, http::field::content_length)),
+        preflight_method_(
+            HeaderValue(req, http::field::access_control_request_method)) {
+    const std::string_view target = req.target();
+    const auto question = target.find('?');
+    path_ = std::string(target.substr(0, question));
+    if (question != std::string_view::npos) {
+      query_.emplace(target.substr(question + 1));
+    }
+    lgr_http_request_init(&c_);
+    c_.method = method_.c_str();
+    c_.path = path_.c_str();
+    c_.query = CStr(query_);
+    c_.authorization = CStr(authorization_);
+    c_.origin = CStr(origin_);
+    c_.content_type = CStr(content_type_);
+    c_.content_length = CStr(content_length_);
+    c_.access_control_request_method = CStr(preflight_method_);
+    if (has_body) {
+      c_.body = req.body().data();
+      c_.body_len = req.body().size();
+    }
   }
-  const auto authorization = HeaderValue(req, http::field::authorization);
-  const auto origin = HeaderValue(req, http::field::origin);
-  const auto content_type = HeaderValue(req, http::field::content_type);
-  const auto content_length = HeaderValue(req, http::field::content_length);
-  const auto preflight_method =
-      HeaderValue(req, http::field::access_control_request_method);
+  LibraryRequest(const LibraryRequest&) = delete;
+  LibraryRequest& operator=(const LibraryRequest&) = delete;
 
-  lgr_http_request in;
-  lgr_http_request_init(&in);
-  in.method = method.c_str();
-  in.path = path.c_str();
-  in.query = CStr(query);
-  in.authorization = CStr(authorization);
-  in.origin = CStr(origin);
-  in.content_type = CStr(content_type);
-  in.content_length = CStr(content_length);
-  in.access_control_request_method = CStr(preflight_method);
-  if (has_body) {
-    in.body = req.body().data();
-    in.body_len = req.body().size();
-  }
+  const lgr_http_request* get() const { return &c_; }
 
-  lgr_http_response* out = nullptr;
-  const lgr_status status = lgr_handle_request(receiver, &in, &out);
-  if (out == nullptr) {
-    return ServerError(500, "internal_error",
-                       std::string("the receiver could not handle the "
-                                   "request: ") +
-                           lgr_status_name(status));
-  }
-  std::unique_ptr<lgr_http_response, decltype(&lgr_http_response_free)> owner(
-      out, &lgr_http_response_free);
+ private:
+  std::string method_;
+  std::string path_;
+  std::optional<std::string> query_;
+  std::optional<std::string> authorization_;
+  std::optional<std::string> origin_;
+  std::optional<std::string> content_type_;
+  std::optional<std::string> content_length_;
+  std::optional<std::string> preflight_method_;
+  lgr_http_request c_;
+};
 
+using ResponsePtr =
+    std::unique_ptr<lgr_http_response, decltype(&lgr_http_response_free)>;
+
+Reply NoResponse(lgr_status status) {
+  return ServerError(500, "internal_error",
+                     std::string("the receiver could not handle the "
+                                 "request: ") +
+                         lgr_status_name(status));
+}
+
+// The library's answer as a Reply to write.
+Reply ToReply(ResponsePtr response) {
+  const lgr_http_response* out = response.get();
   Reply reply;
   const int code = lgr_http_response_status(out);
   reply.status = code >= 100 && code <= 599 ? static_cast<unsigned>(code) : 500;
@@ -180,6 +201,49 @@ Reply CallLibrary(lgr_receiver* receiver, const Request& req, bool has_body) {
   }
   reply.customer_id = lgr_http_response_customer_id(out);
   return reply;
+}
+
+// Runs on a worker thread: a read queries the database.
+Reply CallLibrary(lgr_receiver* receiver, const Request& req, bool has_body) {
+  const LibraryRequest in(req, has_body);
+  lgr_http_response* out = nullptr;
+  const lgr_status status = lgr_handle_request(receiver, in.get(), &out);
+  if (out == nullptr) return NoResponse(status);
+  return ToReply(ResponsePtr(out, &lgr_http_response_free));
+}
+
+// An ingest between lgr_handle_request_async() and its callback. The
+// work guard keeps the event loop running until the answer is back, also
+// while the server drains at shutdown.
+struct PendingIngest {
+  asio::any_completion_handler<void(Reply)> resume;
+  asio::executor_work_guard<asio::io_context::executor_type> work;
+};
+
+// Hands `reply` to the coroutine waiting in Session::Ingest, on the event
+// loop (its only thread) whatever thread this runs on.
+void Resume(std::unique_ptr<PendingIngest> pending, Reply reply) {
+  const auto executor = pending->work.get_executor();
+  asio::post(executor, [pending = std::move(pending),
+                        reply = std::move(reply)]() mutable {
+    std::move(pending->resume)(std::move(reply));
+  });
+}
+
+// lgr_http_response_fn: mostly on the library's writer thread, after the
+// commit. It only converts and posts, so the next commit is not held up.
+void OnIngestAnswered(void* user_data, lgr_http_response* response) {
+  std::unique_ptr<PendingIngest> pending(
+      static_cast<PendingIngest*>(user_data));
+  ResponsePtr owned(response, &lgr_http_response_free);
+  try {
+    Reply reply = owned ? ToReply(std::move(owned)) : NoResponse(LGR_ERR_NO_MEMORY);
+    Resume(std::move(pending), std::move(reply));
+  } catch (const std::exception& e) {
+    // Out of memory on the writer thread: nothing can resume the session
+    // any more; its connection stays open until the client gives up.
+    LogLine("error", "ingest_answer_lost").Str("error", e.what()).Write();
+  }
 }
 
 // Only the names of query parameters are logged, never their values.
@@ -268,6 +332,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<Reply> CheckFraming() const;
   asio::awaitable<void> SendContinueIfExpected();
   asio::awaitable<Reply> Dispatch();
+  asio::awaitable<Reply> Ingest(const LibraryRequest& in);
   asio::awaitable<bool> WriteReply(Reply& reply, bool keep_alive);
   asio::awaitable<void> Close(bool linger);
   void LogAccess(const Reply& reply, std::size_t bytes,
@@ -442,17 +507,19 @@ asio::awaitable<void> Session::SendContinueIfExpected() {
   co_await http::async_write(socket_, go_on, kNoThrow);
 }
 
-// Hands the request to a worker thread and resumes on the event loop when
-// the library has answered, so that a slow commit never stalls other
-// connections.
-// TODO(#7-throughput): each ingest crosses three threads (this loop, a
-// worker, the store's writer) and back; thread wake-ups dominate the CPU
-// per request (bench/README.md). An asynchronous ingest in the C API that
-// completes from the writer would remove the worker hop.
+// A POST (only /v1/aggregate accepts one) goes to the library from this
+// thread and comes back when its event is committed; validation costs a
+// few microseconds, and no thread waits for the commit. Everything else
+// may read the database for milliseconds, so it runs on a worker thread
+// while this loop serves other connections.
 asio::awaitable<Reply> Session::Dispatch() {
   const Request& req = parser_->get();
   const bool has_body =
       parser_->chunked() || req.count(http::field::content_length) > 0;
+  if (req.method() == http::verb::post) {
+    const LibraryRequest in(req, has_body);
+    co_return co_await Ingest(in);
+  }
   lgr_receiver* receiver = server_.receiver;
   auto result = co_await asio::co_spawn(
       server_.pool,
@@ -465,6 +532,25 @@ asio::awaitable<Reply> Session::Dispatch() {
                           "the server failed while handling the request");
   }
   co_return std::move(std::get<1>(result));
+}
+
+asio::awaitable<Reply> Session::Ingest(const LibraryRequest& in) {
+  lgr_receiver* receiver = server_.receiver;
+  asio::io_context& io = server_.io;
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
+                                          void(Reply)>(
+      [receiver, &io, &in](auto handler) {
+        auto pending = std::make_unique<PendingIngest>(
+            PendingIngest{std::move(handler), asio::make_work_guard(io)});
+        const lgr_status status = lgr_handle_request_async(
+            receiver, in.get(), &OnIngestAnswered, pending.get());
+        if (status == LGR_OK || status == LGR_ERR_CLOSED) {
+          pending.release();  // OnIngestAnswered has it, or will
+          return;
+        }
+        Resume(std::move(pending), NoResponse(status));
+      },
+      asio::use_awaitable);
 }
 
 asio::awaitable<bool> Session::WriteReply(Reply& reply, bool keep_alive) {

@@ -1,5 +1,6 @@
-// The HTTP/1.1 front end: Boost.Beast on one event-loop thread, the library
-// calls on a pool of worker threads.
+// The HTTP/1.1 front end: Boost.Beast on one event-loop thread. Ingests go
+// to the library from that thread and come back by callback once committed;
+// reads run on a pool of worker threads.
 #pragma once
 
 #include "config.hpp"

@@ -430,6 +430,52 @@ LGR_EXPORT const char *lgr_http_response_customer_id(
     const lgr_http_response *response);
 LGR_EXPORT void lgr_http_response_free(lgr_http_response *response);
 
+/* ------------------------------------------------------------------------ */
+/* HTTP-shaped requests, completed by callback                               */
+/* ------------------------------------------------------------------------ */
+
+/* Receives the answer to one lgr_handle_request_async() call. `response`
+ * now belongs to the callee (free it with lgr_http_response_free()); it is
+ * NULL only if the library ran out of memory while building it, and the
+ * host then answers 500 itself. */
+typedef void (*lgr_http_response_fn)(void *user_data,
+                                     lgr_http_response *response);
+
+/* The same routes, statuses and bodies as lgr_handle_request(), for hosts
+ * with an event loop: an ingest does not hold the calling thread while its
+ * event waits for the commit.
+ *
+ * Returns LGR_OK when `on_response` will be called exactly once, with the
+ * same response lgr_handle_request() would have given; LGR_ERR_CLOSED when
+ * the receiver is closed, and then `on_response` has already been called
+ * with the 503. Any other status means it will never be called:
+ * LGR_ERR_INVALID_ARGUMENT (NULL receiver, request or on_response, or an
+ * unknown request version), LGR_ERR_NO_MEMORY.
+ *
+ * Where the callback runs:
+ *  - POST /v1/aggregate whose payload was accepted: on the store's writer
+ *    thread, after the commit (or the failed commit) of the batch holding
+ *    the event, possibly before this function has returned.
+ *  - Every other request, including every refused ingest: on the calling
+ *    thread, before this function returns. Reads query the database on the
+ *    calling thread as lgr_handle_request() does, so an event loop should
+ *    still hand GET requests to a worker thread.
+ *
+ * The request is borrowed for the duration of the call only, like every
+ * input. A callback on the writer thread delays the next commit for as long
+ * as it runs: hand the response to the host's own loop and return. It may
+ * call lgr_handle_request_async() and the read functions, but a call that
+ * waits for a commit (lgr_ingest(), the customer functions, reads of an
+ * in-memory database) fails there with LGR_ERR_INTERNAL instead of waiting
+ * for itself, and lgr_handle_request() for an ingest answers 500
+ * internal_error. Calls made while
+ * lgr_receiver_close() runs fail with LGR_ERR_CLOSED. A callback must not
+ * close or free the receiver. lgr_receiver_close() returns only after every
+ * accepted call's callback has returned. */
+LGR_EXPORT lgr_status lgr_handle_request_async(
+    lgr_receiver *receiver, const lgr_http_request *request,
+    lgr_http_response_fn on_response, void *user_data);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
