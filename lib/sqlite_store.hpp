@@ -6,9 +6,9 @@
 // Writes (group commit): one writer thread owns the only write connection.
 // append() queues the event and blocks until the transaction holding it has
 // committed. The writer drains whatever is queued, up to
-// SqliteTuning::max_batch events, into one transaction, with a SAVEPOINT per
-// row: a row that fails on its own (its customer was deleted meanwhile)
-// fails only its own append(), while a failed transaction (disk full, I/O
+// SqliteTuning::max_batch events, into one transaction. A row that fails on
+// its own (its customer was deleted meanwhile) is undone alone by SQLite's
+// statement rollback and fails only its own append(), while a failed transaction (disk full, I/O
 // error) fails every append() of the batch and leaves nothing of it. After
 // a batch of n events the writer waits briefly for n appends to be queued
 // again (see max_gather_window_us), so that concurrent appenders keep

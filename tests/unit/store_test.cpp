@@ -6,7 +6,12 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <random>
+#include <thread>
 
 using namespace lgr;
 using namespace lgr::test;
@@ -302,6 +307,77 @@ TEST_SUITE("store") {
     CHECK(bad_not_found.load() == 200);
     CHECK(count("SELECT COUNT(*) FROM loop_events") == 200);
     CHECK(rollup_differences(db_path()) == "");
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "append_async: one callback each, after the commit") {
+    REQUIRE(open() == "ok");
+    const std::string customer = new_customer();
+    constexpr int kAppends = 60;  // every third for an unknown customer
+    std::mutex mutex;
+    std::condition_variable all_done;
+    std::vector<std::string> outcome(kAppends);
+    std::vector<int> calls(kAppends, 0);
+    int finished = 0;
+    std::vector<std::int64_t> rows_seen_at_callback;
+    for (int i = 0; i < kAppends; ++i) {
+      const std::string who =
+          i % 3 == 2 ? "cust_ffffffffffffffff" : customer;
+      const Status queued = store->append_async(
+          who, make_event(kNow, "converged", "wl-a", i),
+          [&, i](Status status) {
+            std::lock_guard lock(mutex);
+            outcome[i] = status ? "ok" : code_of(status);
+            ++calls[i];
+            if (++finished == kAppends) all_done.notify_one();
+          });
+      REQUIRE(queued);
+    }
+    {
+      std::unique_lock lock(mutex);
+      REQUIRE(all_done.wait_for(lock, std::chrono::seconds(30),
+                                [&] { return finished == kAppends; }));
+    }
+    for (int i = 0; i < kAppends; ++i) {
+      CHECK(calls[i] == 1);
+      CHECK(outcome[i] == (i % 3 == 2 ? "customer_not_found" : "ok"));
+    }
+    // Acknowledged means committed: visible to a new connection now.
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == 40);
+    CHECK(count("SELECT COUNT(*) FROM loop_events WHERE iterations_used % 3 "
+                "= 2") == 0);
+    CHECK(rollup_differences(db_path()) == "");
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "append_async: close calls back every queued append") {
+    REQUIRE(open() == "ok");
+    const std::string customer = new_customer();
+    std::atomic<int> ok{0};
+    std::atomic<int> calls{0};
+    int queued = 0;
+    for (int i = 0; i < 200; ++i) {
+      if (store->append_async(customer, make_event(kNow, "converged", "wl-a",
+                                                   i),
+                              [&](Status status) {
+                                if (status) ++ok;
+                                ++calls;
+                              })) {
+        ++queued;
+      }
+    }
+    CHECK(queued == 200);
+    CHECK(store->close());
+    CHECK(calls.load() == 200);  // before close() returned
+    CHECK(ok.load() == 200);
+
+    bool called = false;
+    const Status refused = store->append_async(
+        customer, make_event(kNow), [&](Status) { called = true; });
+    CHECK(code_of(refused) == "closed");
+    CHECK_FALSE(called);
+    CHECK(reopen() == "ok");
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == 200);
   }
 
   TEST_CASE_FIXTURE(StoreFixture, "stats: the window is inclusive at since") {
