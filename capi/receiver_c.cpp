@@ -591,7 +591,8 @@ namespace {
 
 bool request_usable(const lgr_http_request* request) {
   return request && request->method && request->path &&
-         request->version >= 1 && request->version <= LGR_HTTP_REQUEST_VERSION &&
+         request->version >= 1 &&
+         request->version <= LGR_HTTP_REQUEST_VERSION &&
          (request->body || request->body_len == 0);
 }
 

@@ -21,8 +21,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -237,7 +237,8 @@ void OnIngestAnswered(void* user_data, lgr_http_response* response) {
       static_cast<PendingIngest*>(user_data));
   ResponsePtr owned(response, &lgr_http_response_free);
   try {
-    Reply reply = owned ? ToReply(std::move(owned)) : NoResponse(LGR_ERR_NO_MEMORY);
+    Reply reply =
+        owned ? ToReply(std::move(owned)) : NoResponse(LGR_ERR_NO_MEMORY);
     Resume(std::move(pending), std::move(reply));
   } catch (const std::exception& e) {
     // Out of memory on the writer thread: nothing can resume the session
@@ -537,6 +538,9 @@ asio::awaitable<Reply> Session::Dispatch() {
 asio::awaitable<Reply> Session::Ingest(const LibraryRequest& in) {
   lgr_receiver* receiver = server_.receiver;
   asio::io_context& io = server_.io;
+  // The initiation captures only pointers and references: GCC 12 destroys
+  // a temporary with a non-trivial destructor inside a co_await expression
+  // twice (a captured executor crashed the server that way).
   co_return co_await asio::async_initiate<decltype(asio::use_awaitable),
                                           void(Reply)>(
       [receiver, &io, &in](auto handler) {
