@@ -156,6 +156,55 @@ lgr_status usable(lgr_receiver* r, lgr_error** error) {
   return LGR_OK;
 }
 
+// ---- lgr_http_request to lgr::HttpRequest ------------------------------------
+
+bool request_usable(const lgr_http_request* request) {
+  return request && request->method && request->path &&
+         request->version >= 1 &&
+         request->version <= LGR_HTTP_REQUEST_VERSION &&
+         (request->body || request->body_len == 0);
+}
+
+std::optional<std::string_view> optional_text(const char* s) {
+  if (!s) return std::nullopt;
+  return std::string_view(s);
+}
+
+// Borrows the request's text.
+lgr::HttpRequest borrow_request(const lgr_http_request& request) {
+  lgr::HttpRequest req;
+  req.method = request.method;
+  req.path = request.path;
+  req.query = request.query ? request.query : "";
+  req.authorization = optional_text(request.authorization);
+  req.origin = optional_text(request.origin);
+  req.content_type = optional_text(request.content_type);
+  req.content_length = optional_text(request.content_length);
+  req.access_control_request_method =
+      optional_text(request.access_control_request_method);
+  req.body = std::string_view(request.body ? request.body : "",
+                              request.body ? request.body_len : 0);
+  return req;
+}
+
+// Header and target text reaches JSON error messages and the store only as
+// valid UTF-8; anything else is a malformed request.
+bool request_text_valid(const lgr::HttpRequest& req) {
+  bool valid = lgr::is_valid_utf8(req.method) &&
+               lgr::is_valid_utf8(req.path) && lgr::is_valid_utf8(req.query);
+  for (const auto& h : {req.authorization, req.origin, req.content_type,
+                        req.content_length,
+                        req.access_control_request_method}) {
+    if (h && !lgr::is_valid_utf8(*h)) valid = false;
+  }
+  return valid;
+}
+
+lgr::HttpResponse not_utf8_response() {
+  return lgr::error_http_response(lgr::make_error(
+      lgr::ErrorCode::bad_request, "", "request text is not UTF-8"));
+}
+
 }  // namespace
 
 extern "C" {
@@ -587,56 +636,6 @@ void lgr_http_request_init(lgr_http_request* request) {
   request->version = LGR_HTTP_REQUEST_VERSION;
 }
 
-namespace {
-
-bool request_usable(const lgr_http_request* request) {
-  return request && request->method && request->path &&
-         request->version >= 1 &&
-         request->version <= LGR_HTTP_REQUEST_VERSION &&
-         (request->body || request->body_len == 0);
-}
-
-std::optional<std::string_view> optional_text(const char* s) {
-  if (!s) return std::nullopt;
-  return std::string_view(s);
-}
-
-// Borrows the request's text.
-lgr::HttpRequest borrow_request(const lgr_http_request& request) {
-  lgr::HttpRequest req;
-  req.method = request.method;
-  req.path = request.path;
-  req.query = request.query ? request.query : "";
-  req.authorization = optional_text(request.authorization);
-  req.origin = optional_text(request.origin);
-  req.content_type = optional_text(request.content_type);
-  req.content_length = optional_text(request.content_length);
-  req.access_control_request_method =
-      optional_text(request.access_control_request_method);
-  req.body = std::string_view(request.body ? request.body : "",
-                              request.body ? request.body_len : 0);
-  return req;
-}
-
-// Header and target text reaches JSON error messages and the store only as
-// valid UTF-8; anything else is a malformed request.
-bool request_text_valid(const lgr::HttpRequest& req) {
-  bool valid = lgr::is_valid_utf8(req.method) &&
-               lgr::is_valid_utf8(req.path) && lgr::is_valid_utf8(req.query);
-  for (const auto& h : {req.authorization, req.origin, req.content_type,
-                        req.content_length,
-                        req.access_control_request_method}) {
-    if (h && !lgr::is_valid_utf8(*h)) valid = false;
-  }
-  return valid;
-}
-
-lgr::HttpResponse not_utf8_response() {
-  return lgr::error_http_response(lgr::make_error(
-      lgr::ErrorCode::bad_request, "", "request text is not UTF-8"));
-}
-
-}  // namespace
 
 lgr_status lgr_handle_request(lgr_receiver* r,
                               const lgr_http_request* request,

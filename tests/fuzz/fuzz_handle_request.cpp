@@ -1,6 +1,7 @@
-// libFuzzer target: lgr_handle_request() over arbitrary HTTP-shaped
-// requests, through the C API shim, against one receiver opened once (an
-// in-memory store, fixed clock, one allowed CORS origin).
+// libFuzzer target: lgr_handle_request() and lgr_handle_request_async()
+// over arbitrary HTTP-shaped requests, through the C API shim, against one
+// receiver opened once (an in-memory store, fixed clock, one allowed CORS
+// origin). One bit of each input picks which of the two calls answers it.
 //
 // Each input picks a method, a path (the routes, near misses and garbage),
 // a query, the Authorization, Origin, Content-Type, Content-Length and
@@ -12,8 +13,10 @@
 //
 // Beyond "no crash, no sanitizer report", every response must hold (a
 // failed check traps, so libFuzzer keeps the input):
-//   - the call returns LGR_OK with a response; its status is one the route
-//     table documents, never 500 (the store is in memory: no I/O errors);
+//   - the call returns LGR_OK with a response (the async call: its
+//     callback runs exactly once, with a response); its status is one the
+//     route table documents, never 500 (the store is in memory: no I/O
+//     errors);
 //   - the Content-Type is application/json; every status but 204 has a
 //     JSON object body; an error body has "error", "path" and "message";
 //   - a 503 carries Retry-After; a 202 names the authenticated customer.
@@ -23,11 +26,14 @@
 
 #include <dirent.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -244,6 +250,39 @@ void check_response(const lgr_http_response* res, int status) {
   }
 }
 
+// The answer of one lgr_handle_request_async() call, however it arrives.
+struct AsyncAnswer {
+  std::mutex mutex;
+  std::condition_variable arrived;
+  int calls = 0;
+  lgr_http_response* response = nullptr;
+
+  static void Receive(void* self, lgr_http_response* response) {
+    auto* answer = static_cast<AsyncAnswer*>(self);
+    std::lock_guard lock(answer->mutex);
+    ++answer->calls;
+    answer->response = response;
+    answer->arrived.notify_one();
+  }
+};
+
+// The response to `req` through the call the input chose.
+lgr_http_response* answer(const lgr_http_request& req, bool async) {
+  if (!async) {
+    lgr_http_response* res = nullptr;
+    require(lgr_handle_request(g_receiver, &req, &res) == LGR_OK);
+    return res;
+  }
+  AsyncAnswer answer;
+  require(lgr_handle_request_async(g_receiver, &req, &AsyncAnswer::Receive,
+                                   &answer) == LGR_OK);
+  std::unique_lock lock(answer.mutex);
+  require(answer.arrived.wait_for(lock, std::chrono::seconds(30),
+                                  [&] { return answer.calls > 0; }));
+  require(answer.calls == 1);
+  return answer.response;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
@@ -303,9 +342,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
   req.body = has_body ? body.data() : nullptr;
   req.body_len = has_body ? body.size() : 0;
 
-  lgr_http_response* res = nullptr;
-  const lgr_status status = lgr_handle_request(g_receiver, &req, &res);
-  require(status == LGR_OK && res != nullptr);
+  lgr_http_response* res = answer(req, (flags & 16) != 0);
+  require(res != nullptr);
   const int http = lgr_http_response_status(res);
   check_response(res, http);
   lgr_http_response_free(res);
