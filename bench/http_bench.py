@@ -432,8 +432,8 @@ def main():
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--wrk-threads", type=int, default=2)
     p.add_argument("--server-threads", type=int, default=16,
-                   help="the server's --threads: at least --connections, or "
-                        "group commit cannot batch")
+                   help="the server's --threads, the workers of the read "
+                        "routes (ingests use none)")
     p.add_argument("--customers", type=int, default=1000)
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = p.parse_args()
