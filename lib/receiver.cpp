@@ -225,6 +225,9 @@ Result<IngestOutcome> Receiver::ingest_for(std::string_view customer_id,
 void Receiver::ingest_for_async(std::string_view customer_id,
                                 std::string_view body, IngestDone done) {
   Error refusal;
+  // Holds `done` from the moment the payload is valid; the store takes it
+  // only if it accepts the event.
+  Store::AppendDone on_stored;
   {
     Call call(*this);
     if (call.closed()) {
@@ -235,22 +238,26 @@ void Receiver::ingest_for_async(std::string_view customer_id,
       IngestOutcome accepted{std::string(customer_id),
                              std::move(validated->redacted),
                              std::move(validated->ignored)};
+      on_stored = [accepted = std::move(accepted),
+                   done = std::move(done)](Status stored) mutable {
+        if (stored) {
+          done(std::move(accepted));
+        } else {
+          done(stored.error());
+        }
+      };
       Status queued = store_->append_async(
-          customer_id, std::move(validated->event),
-          [accepted = std::move(accepted),
-           done = std::move(done)](Status stored) mutable {
-            if (stored) {
-              done(std::move(accepted));
-            } else {
-              done(stored.error());
-            }
-          });
+          customer_id, std::move(validated->event), std::move(on_stored));
       if (queued) return;
       refusal = queued.error();
     }
   }
   // Outside the call, so that `done` may call in again or close().
-  done(std::move(refusal));
+  if (on_stored) {
+    on_stored(refusal);
+  } else {
+    done(std::move(refusal));
+  }
 }
 
 Result<std::string> Receiver::stats_json(std::string_view customer_id) {
@@ -341,6 +348,13 @@ Result<std::string> Receiver::customers_json() {
 }
 
 Status Receiver::close() {
+  // From an append callback: close() would wait for the very thread it
+  // runs on. Refused before anything changes, so the receiver stays open.
+  if (store_->on_commit_thread()) {
+    return make_error(ErrorCode::internal_error, "",
+                      "close: called from a completion callback on the "
+                      "store's writer thread");
+  }
   // Raise the flag first so that new calls fail fast instead of queueing
   // behind the exclusive lock, which then waits for the calls in flight.
   closed_.store(true);

@@ -525,7 +525,10 @@ class SqliteStore final : public Store {
       std::string_view token) override;
   Status append(std::string_view customer_id, const LoopEvent& event) override;
   Status append_async(std::string_view customer_id, LoopEvent event,
-                      AppendDone done) override;
+                      AppendDone&& done) override;
+  bool on_commit_thread() const override {
+    return std::this_thread::get_id() == writer_id_;
+  }
   Result<Stats> stats(const StatsQuery& query) override;
   Result<std::vector<ProfileRow>> profiles(const ProfilesQuery& query) override;
   Result<std::vector<EventRow>> events(const EventsQuery& query) override;
@@ -714,7 +717,7 @@ Status SqliteStore::enqueue(Job& job) {
 // Queues `job` and waits until the writer has finished it.
 Status SqliteStore::submit(WaitedJob& job) {
   // A host bug, not the client's: internal_error (500 through HTTP).
-  if (std::this_thread::get_id() == writer_id_) {
+  if (on_commit_thread()) {
     return make_error(ErrorCode::internal_error, "",
                       std::string(job.operation) +
                           ": called from an append callback, on the thread "
@@ -1248,19 +1251,24 @@ Status SqliteStore::append(std::string_view customer_id,
 }
 
 Status SqliteStore::append_async(std::string_view customer_id,
-                                 LoopEvent event, AppendDone done) {
+                                 LoopEvent event, AppendDone&& done) {
   constexpr const char* kOp = "append";
   CallScope scope(*this);
   if (!scope) return closed_error(kOp);
 
+  std::unique_ptr<CallbackJob> job;
   try {
-    auto job = std::make_unique<CallbackJob>(
-        std::string(customer_id), std::move(event), std::move(done));
+    job = std::make_unique<CallbackJob>(std::string(customer_id),
+                                        std::move(event), std::move(done));
     Status queued = enqueue(*job);
-    if (!queued) return queued;
-    job.release();  // the writer deletes it after its callback
-    return {};
+    if (queued) {
+      job.release();  // the writer deletes it after its callback
+      return {};
+    }
+    done = std::move(job->on_done);  // refused: the caller keeps it
+    return queued;
   } catch (...) {
+    if (job) done = std::move(job->on_done);
     return current_error(kOp);
   }
 }
@@ -1359,6 +1367,13 @@ Result<std::vector<EventRow>> SqliteStore::events(const EventsQuery& q) {
 // ---- Lifetime ---------------------------------------------------------------
 
 Status SqliteStore::close() {
+  // The writer cannot wait for itself; refused before anything changes, so
+  // the store stays open and usable.
+  if (on_commit_thread()) {
+    return make_error(ErrorCode::internal_error, "",
+                      "close: called from an append callback, on the thread "
+                      "it would wait for");
+  }
   std::lock_guard close_lock(close_mutex_);
   {
     std::unique_lock lock(mutex_);

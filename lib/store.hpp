@@ -145,19 +145,25 @@ class Store {
   using AppendDone = std::function<void(Status)>;
 
   // The same append without holding the caller: an error return means the
-  // event was refused at once (closed, busy, out of memory) and `done` is
-  // never called. Otherwise `done` is called exactly once, once the event
-  // is committed or its batch failed, from whatever thread the backend
+  // event was refused at once (closed, busy, out of memory); `done` is then
+  // left with the caller, never called and not moved from. Otherwise the
+  // store has taken `done` and calls it exactly once, once the event is
+  // committed or its batch failed, from whatever thread the backend
   // commits on (possibly before append_async() returns). close() returns
   // only after every accepted append's `done` has returned.
   //
   // This default, for a backend without its own commit queue, appends
   // synchronously and calls `done` on the calling thread.
   virtual Status append_async(std::string_view customer_id, LoopEvent event,
-                              AppendDone done) {
-    done(append(customer_id, event));
+                              AppendDone&& done) {
+    AppendDone taken = std::move(done);
+    taken(append(customer_id, event));
     return {};
   }
+
+  // True on the thread that commits appends and runs their AppendDone
+  // callbacks: a call that waits for that thread must not be made there.
+  virtual bool on_commit_thread() const { return false; }
 
   // Reads.
   virtual Result<Stats> stats(const StatsQuery& query) = 0;

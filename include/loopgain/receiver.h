@@ -104,7 +104,9 @@ typedef enum lgr_status {
   LGR_ERR_SCHEMA_TOO_NEW = 9,
   /* Out of memory. */
   LGR_ERR_NO_MEMORY = 10,
-  /* A bug in the library; the message says where. */
+  /* A bug in the library, or a call from a completion callback that would
+   * wait for its own thread (see lgr_handle_request_async()); the message
+   * says which. */
   LGR_ERR_INTERNAL = 11
 } lgr_status;
 
@@ -234,7 +236,9 @@ LGR_EXPORT lgr_status lgr_receiver_open(const lgr_options *options,
 /* Stops accepting work, waits for in-flight calls, commits every event
  * already acknowledged and closes the database. Idempotent. The handle stays
  * valid: later calls fail with LGR_ERR_CLOSED instead of crashing. Returns
- * LGR_ERR_STORAGE if the final flush failed. */
+ * LGR_ERR_STORAGE if the final flush failed, and LGR_ERR_INTERNAL, changing
+ * nothing, when called from a callback on the writer thread (see
+ * lgr_handle_request_async()). */
 LGR_EXPORT lgr_status lgr_receiver_close(lgr_receiver *receiver,
                                          lgr_error **error);
 
@@ -446,11 +450,14 @@ typedef void (*lgr_http_response_fn)(void *user_data,
  * event waits for the commit.
  *
  * Returns LGR_OK when `on_response` will be called exactly once, with the
- * same response lgr_handle_request() would have given; LGR_ERR_CLOSED when
- * the receiver is closed, and then `on_response` has already been called
- * with the 503. Any other status means it will never be called:
- * LGR_ERR_INVALID_ARGUMENT (NULL receiver, request or on_response, or an
- * unknown request version), LGR_ERR_NO_MEMORY.
+ * same response lgr_handle_request() would have given (a call racing
+ * lgr_receiver_close() may get LGR_OK and the 503 of a closed receiver);
+ * LGR_ERR_CLOSED when the receiver was already closed, and then
+ * `on_response` has already been called with the 503. Any other status
+ * means it will never be called: LGR_ERR_INVALID_ARGUMENT (NULL receiver,
+ * request, on_response, method or path, a NULL body with a non-zero
+ * body_len, an unknown request version), LGR_ERR_NO_MEMORY. Invalid UTF-8
+ * in the request's text is answered 400, as by lgr_handle_request().
  *
  * Where the callback runs:
  *  - POST /v1/aggregate whose payload was accepted: on the store's writer
@@ -460,18 +467,25 @@ typedef void (*lgr_http_response_fn)(void *user_data,
  *    thread, before this function returns. Reads query the database on the
  *    calling thread as lgr_handle_request() does, so an event loop should
  *    still hand GET requests to a worker thread.
+ * So a host must not hold a lock around this call that its callback takes.
+ *
+ * At most 65,536 accepted events wait for the writer; beyond that an ingest
+ * is answered 503 busy with Retry-After, as by lgr_handle_request().
  *
  * The request is borrowed for the duration of the call only, like every
- * input. A callback on the writer thread delays the next commit for as long
- * as it runs: hand the response to the host's own loop and return. It may
- * call lgr_handle_request_async() and the read functions, but a call that
- * waits for a commit (lgr_ingest(), the customer functions, reads of an
- * in-memory database) fails there with LGR_ERR_INTERNAL instead of waiting
- * for itself, and lgr_handle_request() for an ingest answers 500
- * internal_error. Calls made while
- * lgr_receiver_close() runs fail with LGR_ERR_CLOSED. A callback must not
- * close or free the receiver. lgr_receiver_close() returns only after every
- * accepted call's callback has returned. */
+ * input. The callbacks of one commit run one after another on the writer
+ * thread, and the next commit waits for them: hand the response to the
+ * host's own loop and return. A callback there may call
+ * lgr_handle_request_async() and the read functions. A call that would wait
+ * for the writer fails there with LGR_ERR_INTERNAL instead of waiting for
+ * itself: lgr_ingest(), the customer functions, lgr_receiver_close() (which
+ * then changes nothing), and with an in-memory database, whose reads run
+ * on the writer, every read; through lgr_handle_request() and
+ * lgr_handle_request_async() those answer 500 internal_error.
+ * lgr_receiver_free() there aborts the process: it would destroy the thread
+ * it runs on. Calls made while lgr_receiver_close() runs fail with
+ * LGR_ERR_CLOSED. lgr_receiver_close() returns only after every accepted
+ * call's callback has returned. */
 LGR_EXPORT lgr_status lgr_handle_request_async(
     lgr_receiver *receiver, const lgr_http_request *request,
     lgr_http_response_fn on_response, void *user_data);

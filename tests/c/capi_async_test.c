@@ -39,6 +39,9 @@
 
 #include <loopgain/receiver.h>
 
+#include "test_checks.h"
+#include "test_file.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -48,41 +51,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static atomic_int g_checks = 0;
-static atomic_int g_failures = 0;
-
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    ++g_checks;                                                      \
-    if (!(cond)) {                                                   \
-      ++g_failures;                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                \
-    }                                                                \
-  } while (0)
-
-#define CHECK_EQ_INT(a, b)                                             \
-  do {                                                                 \
-    long long va_ = (long long)(a), vb_ = (long long)(b);              \
-    ++g_checks;                                                        \
-    if (va_ != vb_) {                                                  \
-      ++g_failures;                                                    \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, \
-              __LINE__, #a, #b, va_, vb_);                             \
-    }                                                                  \
-  } while (0)
-
-#define CHECK_EQ_STR(a, b)                                               \
-  do {                                                                   \
-    const char *sa_ = (a), *sb_ = (b);                                   \
-    ++g_checks;                                                          \
-    if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {           \
-      ++g_failures;                                                      \
-      fprintf(stderr, "%s:%d: %s == %s failed:\n  \"%s\"\n  \"%s\"\n",   \
-              __FILE__, __LINE__, #a, #b, sa_ ? sa_ : "(null)",          \
-              sb_ ? sb_ : "(null)");                                     \
-    }                                                                    \
-  } while (0)
 
 /* 2026-12-01T00:00:00Z. Every fixture is stamped 2026-11-30T14:00:00Z,
  * ten hours earlier. */
@@ -269,6 +237,8 @@ typedef struct reentry {
   snapshot handle_ingest; /* what came back if *out was not left NULL */
   lgr_status customer_rc;
   int customer_out_null;
+  lgr_status close_rc;
+  char *close_err_code;
   lgr_status handle_get_rc;
   snapshot handle_get;
   lgr_status nested_get_rc;
@@ -344,6 +314,16 @@ static void reenter(reentry *re) {
   re->customer_out_null = cust == NULL && token == NULL;
   lgr_string_free(cust);
   lgr_string_free(token);
+
+  /* Closing from here would wait for this very thread: refused, and the
+   * receiver stays open (the calls below still work). */
+  lgr_error *close_err = NULL;
+  re->close_rc = lgr_receiver_close(re->r, &close_err);
+  if (close_err) {
+    const char *code = lgr_error_code_name(close_err);
+    re->close_err_code = dup_text(code, strlen(code));
+    lgr_error_free(close_err);
+  }
 
   lgr_http_request get = make_request("GET", "/v1/stats", re->auth, NULL, 0);
   res = NULL;
@@ -467,25 +447,6 @@ static void sleep_ms(long ms) {
 }
 
 /* ---- Setup helpers -------------------------------------------------------- */
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)size + 1);
-  if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (buf) {
-    buf[size] = '\0';
-    *len = (size_t)size;
-  }
-  return buf;
-}
 
 /* One integer of the fixture's `"key": value` form. */
 static long long fixture_int(const char *body, const char *key) {
@@ -1008,6 +969,9 @@ int main(int argc, char **argv) {
                  "would wait for\"}");
     CHECK_EQ_INT(re.customer_rc, LGR_ERR_INTERNAL);
     CHECK_EQ_INT(re.customer_out_null, 1);
+    CHECK_EQ_INT(re.close_rc, LGR_ERR_INTERNAL);
+    CHECK_EQ_STR(re.close_err_code, "internal_error");
+    free(re.close_err_code);
     /* A synchronous GET works there, and equals the read. */
     CHECK_EQ_INT(re.handle_get_rc, LGR_OK);
     CHECK_EQ_INT(re.handle_get.status, 200);
@@ -1267,8 +1231,5 @@ int main(int argc, char **argv) {
   if (system(cleanup) != 0) fprintf(stderr, "could not remove %s\n", dir);
   pthread_cond_destroy(&g_cv);
 
-  printf("%d passed, %d failed\n",
-         atomic_load(&g_checks) - atomic_load(&g_failures),
-         atomic_load(&g_failures));
-  return atomic_load(&g_failures) == 0 ? 0 : 1;
+  return checks_exit_code();
 }

@@ -13,50 +13,16 @@
 
 #include <loopgain/receiver.h>
 
+#include "test_checks.h"
+#include "test_file.h"
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static int g_checks = 0;
-static int g_failures = 0;
 
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    ++g_checks;                                                      \
-    if (!(cond)) {                                                   \
-      ++g_failures;                                                  \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                \
-    }                                                                \
-  } while (0)
-
-#define CHECK_EQ_INT(a, b)                                             \
-  do {                                                                 \
-    long long va_ = (long long)(a), vb_ = (long long)(b);              \
-    ++g_checks;                                                        \
-    if (va_ != vb_) {                                                  \
-      ++g_failures;                                                    \
-      fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", __FILE__, \
-              __LINE__, #a, #b, va_, vb_);                             \
-    }                                                                  \
-  } while (0)
-
-#define CHECK_EQ_STR(a, b)                                               \
-  do {                                                                   \
-    const char *sa_ = (a), *sb_ = (b);                                   \
-    ++g_checks;                                                          \
-    if (sa_ == NULL || sb_ == NULL || strcmp(sa_, sb_) != 0) {           \
-      ++g_failures;                                                      \
-      fprintf(stderr, "%s:%d: %s == %s failed:\n  \"%s\"\n  \"%s\"\n",   \
-              __FILE__, __LINE__, #a, #b, sa_ ? sa_ : "(null)",          \
-              sb_ ? sb_ : "(null)");                                     \
-    }                                                                    \
-  } while (0)
-
-/* 2026-12-01T00:00:00Z. Every fixture is stamped 2026-11-30T14:00:00Z,
- * ten hours earlier. */
 #define FIXED_NOW 1796083200LL
 
 /* ---- Fixtures ---------------------------------------------------------- */
@@ -71,25 +37,6 @@ typedef struct fixture {
 
 static fixture g_fixtures[MAX_FIXTURES];
 static size_t g_fixture_count = 0;
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc((size_t)size + 1);
-  if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (buf) {
-    buf[size] = '\0';
-    *len = (size_t)size;
-  }
-  return buf;
-}
 
 static int compare_fixtures(const void *a, const void *b) {
   return strcmp(((const fixture *)a)->name, ((const fixture *)b)->name);
@@ -544,6 +491,5 @@ int main(int argc, char **argv) {
   snprintf(cleanup, sizeof cleanup, "rm -rf '%s'", dir);
   if (system(cleanup) != 0) fprintf(stderr, "could not remove %s\n", dir);
 
-  printf("%d passed, %d failed\n", g_checks - g_failures, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return checks_exit_code();
 }

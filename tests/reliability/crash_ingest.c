@@ -22,6 +22,8 @@
 
 #include <loopgain/receiver.h>
 
+#include "../c/test_file.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,25 +60,6 @@ static void die(const char *what, lgr_error *error) {
           error ? lgr_error_message(error) : "(no detail)");
   lgr_error_free(error);
   exit(2);
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = size >= 0 ? malloc((size_t)size + 1) : NULL;
-  if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  if (buf) {
-    buf[size] = '\0';
-    *len = (size_t)size;
-  }
-  return buf;
 }
 
 /* The fixture with its workload_id value replaced by `workload`. */

@@ -380,6 +380,77 @@ TEST_SUITE("store") {
     CHECK(count("SELECT COUNT(*) FROM loop_events") == 200);
   }
 
+  // The writer is held inside the first append's callback, so the queue
+  // fills deterministically behind it.
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "append_async: busy and close refusals keep everything") {
+    SqliteTuning tuning;
+    tuning.max_queued = 2;
+    REQUIRE(open(tuning) == "ok");
+    const std::string customer = new_customer();
+
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool holding = false;
+    bool release = false;
+    Status close_inside;
+    std::atomic<int> ok{0};
+    Store::AppendDone hold = [&](Status status) {
+      if (status) ++ok;
+      close_inside = store->close();  // on the writer: refused
+      std::unique_lock lock(mutex);
+      holding = true;
+      changed.notify_all();
+      changed.wait(lock, [&] { return release; });
+    };
+    REQUIRE(store->append_async(customer, make_event(kNow), std::move(hold)));
+    {
+      std::unique_lock lock(mutex);
+      REQUIRE(changed.wait_for(lock, std::chrono::seconds(30),
+                               [&] { return holding; }));
+    }
+    for (int i = 0; i < 2; ++i) {
+      Store::AppendDone count = [&](Status status) {
+        if (status) ++ok;
+      };
+      REQUIRE(store->append_async(customer, make_event(kNow),
+                                  std::move(count)));
+    }
+    bool called = false;
+    Store::AppendDone refused = [&](Status) { called = true; };
+    const Status busy =
+        store->append_async(customer, make_event(kNow), std::move(refused));
+    CHECK(code_of(busy) == "busy");
+    CHECK(message_of(busy) == "append: too many events waiting to be written");
+    // Not taken: the caller can still answer through it.
+    REQUIRE(static_cast<bool>(refused));
+    CHECK_FALSE(called);
+    refused(busy);
+    CHECK(called);
+
+    {
+      std::lock_guard lock(mutex);
+      release = true;
+    }
+    changed.notify_all();
+    CHECK(code_of(close_inside) == "internal_error");
+    CHECK(message_of(close_inside) ==
+          "close: called from an append callback, on the thread it would "
+          "wait for");
+    // The two queued behind the held one drain once it returns.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (ok.load() < 3 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    REQUIRE(ok.load() == 3);
+    // The refused close changed nothing: the store still appends and reads.
+    CHECK(store->append(customer, make_event(kNow)));
+    CHECK(store->close());
+    CHECK(reopen() == "ok");
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == 4);
+  }
+
   TEST_CASE_FIXTURE(StoreFixture, "stats: the window is inclusive at since") {
     REQUIRE(open() == "ok");
     const std::string customer = new_customer();
