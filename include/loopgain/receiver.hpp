@@ -13,6 +13,7 @@
 #include "loopgain/receiver.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -126,42 +127,34 @@ class Receiver {
   // Runs one request through the route table. Never throws for HTTP
   // errors: those are responses. Throws only if no response was made.
   Response handle(const Request& request) {
-    lgr_http_request req;
-    lgr_http_request_init(&req);
-    const std::string method(request.method), path(request.path),
-        query(request.query);
-    req.method = method.c_str();
-    req.path = path.c_str();
-    req.query = query.c_str();
-    auto c_str = [](const std::optional<std::string>& s) {
-      return s ? s->c_str() : nullptr;
-    };
-    req.authorization = c_str(request.authorization);
-    req.origin = c_str(request.origin);
-    req.content_type = c_str(request.content_type);
-    req.content_length = c_str(request.content_length);
-    req.body = request.body.data();
-    req.body_len = request.body.size();
-
+    const CRequest req(request);
     lgr_http_response* raw = nullptr;
-    lgr_status status = lgr_handle_request(handle_.get(), &req, &raw);
+    lgr_status status = lgr_handle_request(handle_.get(), req.get(), &raw);
     std::unique_ptr<lgr_http_response, detail::Free> res(raw);
     if (!res) throw Error(status, nullptr);
+    return to_response(res.get());
+  }
 
-    Response out;
-    out.status = lgr_http_response_status(res.get());
-    std::size_t len = 0;
-    const char* body = lgr_http_response_body(res.get(), &len);
-    out.body.assign(body, len);
-    for (std::size_t i = 0; i < lgr_http_response_header_count(res.get());
-         ++i) {
-      const char* name = nullptr;
-      const char* value = nullptr;
-      lgr_http_response_header(res.get(), i, &name, &value);
-      out.headers.emplace_back(name, value);
+  // Receives handle_async()'s answer. It must not throw: an exception it
+  // throws is dropped, since it may run on the library's writer thread.
+  using ResponseHandler = std::function<void(Response)>;
+
+  // handle() for hosts with an event loop (lgr_handle_request_async()): an
+  // accepted ingest is answered on the library's writer thread once its
+  // event is committed, everything else on this thread before this
+  // returns. The header of the C API says what `done` may do on the writer
+  // thread; hand the response to your own loop. A response the library
+  // had no memory for arrives as status 500 with an empty body. Throws
+  // (and never calls `done`) only if the request was refused outright.
+  void handle_async(const Request& request, ResponseHandler done) {
+    const CRequest req(request);
+    auto pending = std::make_unique<ResponseHandler>(std::move(done));
+    const lgr_status status = lgr_handle_request_async(
+        handle_.get(), req.get(), &answer_async, pending.get());
+    if (status != LGR_OK && status != LGR_ERR_CLOSED) {
+      throw Error(status, nullptr);
     }
-    out.customer_id = lgr_http_response_customer_id(res.get());
-    return out;
+    pending.release();  // answer_async() owns it now, or already freed it
   }
 
   // A new customer and its first token: {customer_id, token}.
@@ -196,6 +189,71 @@ class Receiver {
   lgr_receiver* native_handle() const noexcept { return handle_.get(); }
 
  private:
+  // A Request as the C API takes it; points into the strings it holds.
+  class CRequest {
+   public:
+    explicit CRequest(const Request& request)
+        : method_(request.method),
+          path_(request.path),
+          query_(request.query) {
+      lgr_http_request_init(&c_);
+      c_.method = method_.c_str();
+      c_.path = path_.c_str();
+      c_.query = query_.c_str();
+      auto c_str = [](const std::optional<std::string>& s) {
+        return s ? s->c_str() : nullptr;
+      };
+      c_.authorization = c_str(request.authorization);
+      c_.origin = c_str(request.origin);
+      c_.content_type = c_str(request.content_type);
+      c_.content_length = c_str(request.content_length);
+      c_.body = request.body.data();
+      c_.body_len = request.body.size();
+    }
+    CRequest(const CRequest&) = delete;
+    CRequest& operator=(const CRequest&) = delete;
+    const lgr_http_request* get() const noexcept { return &c_; }
+
+   private:
+    std::string method_, path_, query_;
+    lgr_http_request c_;
+  };
+
+  static Response to_response(const lgr_http_response* res) {
+    Response out;
+    out.status = lgr_http_response_status(res);
+    std::size_t len = 0;
+    const char* body = lgr_http_response_body(res, &len);
+    out.body.assign(body, len);
+    for (std::size_t i = 0; i < lgr_http_response_header_count(res); ++i) {
+      const char* name = nullptr;
+      const char* value = nullptr;
+      lgr_http_response_header(res, i, &name, &value);
+      out.headers.emplace_back(name, value);
+    }
+    out.customer_id = lgr_http_response_customer_id(res);
+    return out;
+  }
+
+  // lgr_http_response_fn for handle_async(); nothing may leave it.
+  static void answer_async(void* user_data, lgr_http_response* raw) noexcept {
+    std::unique_ptr<ResponseHandler> done(
+        static_cast<ResponseHandler*>(user_data));
+    std::unique_ptr<lgr_http_response, detail::Free> res(raw);
+    try {
+      Response out;
+      if (res) {
+        out = to_response(res.get());
+      } else {
+        out.status = 500;
+      }
+      (*done)(std::move(out));
+    } catch (...) {
+      // Documented: an exception from `done` (or no memory for the copy)
+      // is dropped here rather than crossing the C library's thread.
+    }
+  }
+
   std::unique_ptr<lgr_receiver, detail::Free> handle_;
 };
 
