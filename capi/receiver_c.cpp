@@ -636,7 +636,6 @@ void lgr_http_request_init(lgr_http_request* request) {
   request->version = LGR_HTTP_REQUEST_VERSION;
 }
 
-
 lgr_status lgr_handle_request(lgr_receiver* r,
                               const lgr_http_request* request,
                               lgr_http_response** out) {
@@ -674,7 +673,9 @@ lgr_status lgr_handle_request_async(lgr_receiver* r,
     return LGR_ERR_INVALID_ARGUMENT;
   }
   // Hands the answer over; without memory for the copy, NULL (the
-  // header's promise: NULL only when out of memory).
+  // header's promise: NULL only when out of memory). A host callback that
+  // throws anyway (a C++ host) must not make this call report a failure
+  // after it has answered, nor unwind the writer thread.
   auto deliver = [on_response, user_data](lgr::HttpResponse response) {
     lgr_http_response* out = nullptr;
     try {
@@ -682,7 +683,11 @@ lgr_status lgr_handle_request_async(lgr_receiver* r,
     } catch (...) {
       out = nullptr;
     }
-    on_response(user_data, out);
+    try {
+      on_response(user_data, out);
+    } catch (...) {
+      // Dropped: see the header, on_response must not throw.
+    }
   };
   try {
     const lgr::HttpRequest req = borrow_request(*request);

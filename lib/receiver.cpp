@@ -242,9 +242,17 @@ void Receiver::ingest_for_async(std::string_view customer_id,
                    done = std::move(done)](Status stored) mutable {
         if (stored) {
           done(std::move(accepted));
-        } else {
-          done(stored.error());
+          return;
         }
+        // On the writer thread nothing may throw past here: without
+        // memory for a copy of the message, the code alone still answers.
+        Error error;
+        try {
+          error = stored.error();
+        } catch (...) {
+          error.code = ErrorCode::internal_error;
+        }
+        done(std::move(error));
       };
       Status queued = store_->append_async(
           customer_id, std::move(validated->event), std::move(on_stored));

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -527,7 +528,7 @@ class SqliteStore final : public Store {
   Status append_async(std::string_view customer_id, LoopEvent event,
                       AppendDone&& done) override;
   bool on_commit_thread() const override {
-    return std::this_thread::get_id() == writer_id_;
+    return std::this_thread::get_id() == writer_id_.load();
   }
   Result<Stats> stats(const StatsQuery& query) override;
   Result<std::vector<ProfileRow>> profiles(const ProfilesQuery& query) override;
@@ -682,9 +683,11 @@ class SqliteStore final : public Store {
 
   std::mutex close_mutex_;  // serialises close()
   std::thread writer_thread_;
-  // Set once in the constructor: calls that would wait for the writer are
-  // refused on the writer itself (an append callback calling back in).
-  std::thread::id writer_id_;
+  // The writer's id while it runs, so that calls which would wait for it
+  // are refused on the writer itself (an append callback calling back in).
+  // Cleared once it has been joined: the id of a finished thread is soon
+  // given to a new one.
+  std::atomic<std::thread::id> writer_id_;
 };
 
 // ---- Submitting work --------------------------------------------------------
@@ -1390,6 +1393,7 @@ Status SqliteStore::close() {
   }
   wake_.notify_all();
   if (writer_thread_.joinable()) writer_thread_.join();
+  writer_id_.store(std::thread::id());
   log(kLogDebug, "store closed");
   return {};
 }

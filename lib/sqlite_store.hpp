@@ -8,8 +8,10 @@
 // committed. The writer drains whatever is queued, up to
 // SqliteTuning::max_batch events, into one transaction. A row that fails on
 // its own (its customer was deleted meanwhile) is undone alone by SQLite's
-// statement rollback and fails only its own append(), while a failed transaction (disk full, I/O
-// error) fails every append() of the batch and leaves nothing of it. After
+// statement rollback and fails only its own append(), while a failed
+// transaction (disk full, I/O error) fails every append() of the batch and
+// leaves nothing of it. append_async() queues the same way and calls back
+// from the writer thread after the commit. After
 // a batch of n events the writer waits briefly for n appends to be queued
 // again (see max_gather_window_us), so that concurrent appenders keep
 // sharing commits. The hourly and daily rollups that answer stats() are

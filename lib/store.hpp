@@ -148,18 +148,12 @@ class Store {
   // event was refused at once (closed, busy, out of memory); `done` is then
   // left with the caller, never called and not moved from. Otherwise the
   // store has taken `done` and calls it exactly once, once the event is
-  // committed or its batch failed, from whatever thread the backend
-  // commits on (possibly before append_async() returns). close() returns
-  // only after every accepted append's `done` has returned.
-  //
-  // This default, for a backend without its own commit queue, appends
-  // synchronously and calls `done` on the calling thread.
+  // committed or its batch failed, from the thread the backend commits on
+  // (possibly before append_async() returns), never from inside this call:
+  // the caller may hold locks here that `done` takes. close() returns only
+  // after every accepted append's `done` has returned.
   virtual Status append_async(std::string_view customer_id, LoopEvent event,
-                              AppendDone&& done) {
-    AppendDone taken = std::move(done);
-    taken(append(customer_id, event));
-    return {};
-  }
+                              AppendDone&& done) = 0;
 
   // True on the thread that commits appends and runs their AppendDone
   // callbacks: a call that waits for that thread must not be made there.

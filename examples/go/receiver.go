@@ -109,7 +109,7 @@ type Receiver struct {
 	logger cgo.Handle // 0 when there is no logger
 }
 
-// Version is the version of the loaded library, e.g. "0.1.0".
+// Version is the version of the loaded library, e.g. "0.2.0".
 func Version() string { return C.GoString(C.lgr_version()) }
 
 // Open opens (creating and migrating if needed) the store named by opts.

@@ -122,7 +122,7 @@ func wantError(t *testing.T, err error, code string, status receiver.Status,
 }
 
 func TestVersion(t *testing.T) {
-	if v := receiver.Version(); v != "0.1.0" {
+	if v := receiver.Version(); v != "0.2.0" {
 		t.Errorf("Version() = %q", v)
 	}
 	if s := receiver.StatusStorage.String(); s != "LGR_ERR_STORAGE" {

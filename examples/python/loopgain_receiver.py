@@ -273,7 +273,7 @@ def load_library(path: Optional[str] = None) -> ctypes.CDLL:
 
 
 def library_version(lib: Optional[str] = None) -> str:
-    """The version string of the loaded library, e.g. ``"0.1.0"``."""
+    """The version string of the loaded library, e.g. ``"0.2.0"``."""
     return load_library(lib).lgr_version().decode()
 
 

@@ -119,8 +119,8 @@ class ReceiverCase(unittest.TestCase):
 
 class LibraryTest(unittest.TestCase):
     def test_version_matches_header(self) -> None:
-        self.assertEqual(lgr.library_version(), "0.1.0")
-        self.assertEqual(lgr.load_library().lgr_version_number(), 100)
+        self.assertEqual(lgr.library_version(), "0.2.0")
+        self.assertEqual(lgr.load_library().lgr_version_number(), 200)
 
     def test_every_header_function_is_declared(self) -> None:
         header = os.path.join(HERE, "..", "..", "include", "loopgain",

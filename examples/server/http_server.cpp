@@ -5,6 +5,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -240,10 +242,15 @@ void OnIngestAnswered(void* user_data, lgr_http_response* response) {
     Reply reply =
         owned ? ToReply(std::move(owned)) : NoResponse(LGR_ERR_NO_MEMORY);
     Resume(std::move(pending), std::move(reply));
-  } catch (const std::exception& e) {
-    // Out of memory on the writer thread: nothing can resume the session
-    // any more; its connection stays open until the client gives up.
-    LogLine("error", "ingest_answer_lost").Str("error", e.what()).Write();
+  } catch (...) {
+    // Out of memory on the writer thread. Without the handler, Asio
+    // destroys the session's coroutine unfinished: its connection drops,
+    // but it stays registered in server.sessions, which shutdown would then
+    // touch. Stop here instead; every 202 sent was committed first.
+    std::fputs("loopgain-receiver-server: out of memory while answering an "
+               "ingest; exiting\n",
+               stderr);
+    std::abort();
   }
 }
 
@@ -803,6 +810,10 @@ int RunHttpServer(lgr_receiver* receiver, const ServerConfig& config) {
   } catch (const std::exception& e) {
     LogLine("error", "event_loop_failed").Str("error", e.what()).Write();
     status = 1;
+    // Ingests still queued in the library would call back into this event
+    // loop after it is gone: closing the receiver here runs every callback
+    // while the loop still exists (the caller's close then finds it closed).
+    lgr_receiver_close(server.receiver, nullptr);
   }
   server.pool.join();
   return status;

@@ -63,14 +63,14 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 #define LGR_VERSION_MAJOR 0
-#define LGR_VERSION_MINOR 1
+#define LGR_VERSION_MINOR 2
 #define LGR_VERSION_PATCH 0
-#define LGR_VERSION_STRING "0.1.0"
+#define LGR_VERSION_STRING "0.2.0"
 /* MAJOR * 10000 + MINOR * 100 + PATCH, comparable with `>=`. */
 #define LGR_VERSION_NUMBER \
   (LGR_VERSION_MAJOR * 10000 + LGR_VERSION_MINOR * 100 + LGR_VERSION_PATCH)
 
-/* The version of the library actually loaded, e.g. "0.1.0". Static string. */
+/* The version of the library actually loaded, e.g. "0.2.0". Static string. */
 LGR_EXPORT const char *lgr_version(void);
 /* The LGR_VERSION_NUMBER the loaded library was built with. */
 LGR_EXPORT int lgr_version_number(void);
@@ -467,10 +467,14 @@ typedef void (*lgr_http_response_fn)(void *user_data,
  *    thread, before this function returns. Reads query the database on the
  *    calling thread as lgr_handle_request() does, so an event loop should
  *    still hand GET requests to a worker thread.
- * So a host must not hold a lock around this call that its callback takes.
+ * So a host must not hold a lock around this call that its callback takes,
+ * nor around lgr_receiver_close(), which waits for writer-thread callbacks.
+ * `on_response` must not throw (or longjmp); an exception is dropped.
  *
- * At most 65,536 accepted events wait for the writer; beyond that an ingest
- * is answered 503 busy with Retry-After, as by lgr_handle_request().
+ * At most 65,536 accepted events wait for the writer, each holding its
+ * stored fields (with the trajectories policy, its per-iteration values);
+ * beyond that an ingest is answered 503 busy with Retry-After, as by
+ * lgr_handle_request().
  *
  * The request is borrowed for the duration of the call only, like every
  * input. The callbacks of one commit run one after another on the writer
@@ -478,14 +482,16 @@ typedef void (*lgr_http_response_fn)(void *user_data,
  * host's own loop and return. A callback there may call
  * lgr_handle_request_async() and the read functions. A call that would wait
  * for the writer fails there with LGR_ERR_INTERNAL instead of waiting for
- * itself: lgr_ingest(), the customer functions, lgr_receiver_close() (which
- * then changes nothing), and with an in-memory database, whose reads run
- * on the writer, every read; through lgr_handle_request() and
- * lgr_handle_request_async() those answer 500 internal_error.
- * lgr_receiver_free() there aborts the process: it would destroy the thread
- * it runs on. Calls made while lgr_receiver_close() runs fail with
- * LGR_ERR_CLOSED. lgr_receiver_close() returns only after every accepted
- * call's callback has returned. */
+ * itself: lgr_ingest(), the customer functions that write (create, rotate,
+ * revoke, delete), lgr_receiver_close() (which then changes nothing), and
+ * with an in-memory database, whose reads run on the writer, every read;
+ * through lgr_handle_request() and lgr_handle_request_async() those answer
+ * 500 internal_error. lgr_receiver_free() there aborts the process: it
+ * would destroy the thread it runs on. Calls made while
+ * lgr_receiver_close() runs fail with LGR_ERR_CLOSED.
+ * lgr_receiver_close() returns only after every writer-thread callback has
+ * returned; an answer given on a calling thread runs in that thread, and
+ * may still be running there when close returns. */
 LGR_EXPORT lgr_status lgr_handle_request_async(
     lgr_receiver *receiver, const lgr_http_request *request,
     lgr_http_response_fn on_response, void *user_data);
