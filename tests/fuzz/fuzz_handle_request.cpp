@@ -14,7 +14,8 @@
 // Beyond "no crash, no sanitizer report", every response must hold (a
 // failed check traps, so libFuzzer keeps the input):
 //   - the call returns LGR_OK with a response (the async call: its
-//     callback runs exactly once, with a response); its status is one the
+//     callback runs exactly once, with a response; a second callback is
+//     caught at the next async input); its status is one the
 //     route table documents, never 500 (the store is in memory: no I/O
 //     errors);
 //   - the Content-Type is application/json; every status but 204 has a
@@ -251,20 +252,26 @@ void check_response(const lgr_http_response* res, int status) {
 }
 
 // The answer of one lgr_handle_request_async() call, however it arrives.
-struct AsyncAnswer {
+// One object for the whole run, so that a callback made twice (a defect)
+// writes into live memory and is caught: `calls` counts every callback
+// ever made, and answer() requires it to equal the calls that promised
+// one, before and after each request.
+struct AsyncAnswers {
   std::mutex mutex;
   std::condition_variable arrived;
-  int calls = 0;
+  long promised = 0;
+  long calls = 0;
   lgr_http_response* response = nullptr;
 
   static void Receive(void* self, lgr_http_response* response) {
-    auto* answer = static_cast<AsyncAnswer*>(self);
-    std::lock_guard lock(answer->mutex);
-    ++answer->calls;
-    answer->response = response;
-    answer->arrived.notify_one();
+    auto* answers = static_cast<AsyncAnswers*>(self);
+    std::lock_guard lock(answers->mutex);
+    ++answers->calls;
+    answers->response = response;
+    answers->arrived.notify_one();
   }
 };
+AsyncAnswers g_async;
 
 // The response to `req` through the call the input chose.
 lgr_http_response* answer(const lgr_http_request& req, bool async) {
@@ -273,14 +280,20 @@ lgr_http_response* answer(const lgr_http_request& req, bool async) {
     require(lgr_handle_request(g_receiver, &req, &res) == LGR_OK);
     return res;
   }
-  AsyncAnswer answer;
-  require(lgr_handle_request_async(g_receiver, &req, &AsyncAnswer::Receive,
-                                   &answer) == LGR_OK);
-  std::unique_lock lock(answer.mutex);
-  require(answer.arrived.wait_for(lock, std::chrono::seconds(30),
-                                  [&] { return answer.calls > 0; }));
-  require(answer.calls == 1);
-  return answer.response;
+  {
+    std::lock_guard lock(g_async.mutex);
+    require(g_async.calls == g_async.promised);  // no late second callback
+    ++g_async.promised;
+    g_async.response = nullptr;
+  }
+  require(lgr_handle_request_async(g_receiver, &req, &AsyncAnswers::Receive,
+                                   &g_async) == LGR_OK);
+  std::unique_lock lock(g_async.mutex);
+  require(g_async.arrived.wait_for(
+      lock, std::chrono::seconds(30),
+      [&] { return g_async.calls >= g_async.promised; }));
+  require(g_async.calls == g_async.promised);
+  return g_async.response;
 }
 
 }  // namespace

@@ -12,7 +12,10 @@
 //                it: write(2) fails): ingests fail cleanly, reads still
 //                work, ingests work again once space is back, and no
 //                acknowledged event is lost. (The store's unit tests cover
-//                SQLITE_FULL itself with max_page_count.)
+//                SQLITE_FULL itself with max_page_count.) The same
+//                through lgr_handle_request_async(): a failed commit
+//                answers each of its requests once, 500 storage_error,
+//                and none of them is stored.
 //   fd-limit     RLIMIT_NOFILE is lowered, then receivers are opened until
 //                one fails: the failure is LGR_ERR_STORAGE, the receiver
 //                opened first keeps serving, failed opens leak no
@@ -21,10 +24,13 @@
 #include "reliability_util.hpp"
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <mutex>
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -179,6 +185,67 @@ void case_deleted(const rel::TempDir& tmp, const std::string& fixture) {
   REL_CHECK_EQ(acked_after_delete, 0);
 }
 
+// The answers to a burst of lgr_handle_request_async() ingests, which
+// arrive on the store's writer thread.
+struct AsyncAnswers {
+  std::mutex mutex;
+  std::condition_variable answered_cv;
+  int answered = 0;
+  int accepted = 0;  // 202
+  // Every other answer, as "STATUS BODY"; "no response" for a NULL one.
+  std::map<std::string, int> refused;
+};
+
+void on_async_answer(void* user_data, lgr_http_response* raw) {
+  auto* answers = static_cast<AsyncAnswers*>(user_data);
+  rel::ResponsePtr res(raw);
+  std::string what = "no response";
+  int status = 0;
+  if (res) {
+    status = lgr_http_response_status(res.get());
+    size_t len = 0;
+    const char* body = lgr_http_response_body(res.get(), &len);
+    what = std::to_string(status) + " " + std::string(body ? body : "", len);
+  }
+  std::lock_guard lock(answers->mutex);
+  ++answers->answered;
+  if (status == 202) {
+    ++answers->accepted;
+  } else {
+    ++answers->refused[what];
+  }
+  answers->answered_cv.notify_all();
+}
+
+// Issues `n` ingests through lgr_handle_request_async() and waits (at most
+// 60 s) for all their answers. Every call must promise an answer.
+void async_burst(lgr_receiver* r, const rel::Customer& c,
+                 const std::string& body, int n, AsyncAnswers& answers) {
+  lgr_http_request req;
+  lgr_http_request_init(&req);
+  req.method = "POST";
+  req.path = "/v1/aggregate";
+  req.authorization = c.authorization.c_str();
+  req.content_type = "application/json";
+  req.body = body.data();
+  req.body_len = body.size();
+  int promised = 0;
+  for (int i = 0; i < n; ++i) {
+    const lgr_status s =
+        lgr_handle_request_async(r, &req, on_async_answer, &answers);
+    REL_CHECK_MSG(s == LGR_OK,
+                  std::string("lgr_handle_request_async: ") +
+                      lgr_status_name(s));
+    promised += s == LGR_OK;
+  }
+  std::unique_lock lock(answers.mutex);
+  const bool all = answers.answered_cv.wait_for(
+      lock, std::chrono::seconds(60),
+      [&] { return answers.answered == promised; });
+  REL_CHECK_MSG(all, "async answers: " + std::to_string(answers.answered) +
+                         " of " + std::to_string(promised));
+}
+
 void case_disk_full(const rel::TempDir& tmp, const std::string& fixture) {
   const std::string db = tmp.file("full.db");
   Opened o = open_db(db);
@@ -215,6 +282,30 @@ void case_disk_full(const rel::TempDir& tmp, const std::string& fixture) {
   std::printf("  disk full after %lld events: %s\n", acked,
               first_error.c_str());
   // Still serving reads, with every acknowledged event.
+  REL_CHECK_EQ(stats_count(r, c), acked);
+
+  // The same through the asynchronous entry point, where a failed commit
+  // is reported from the writer thread: every request is answered exactly
+  // once, the refusals are 500 storage_error, and stats count exactly the
+  // 202s.
+  {
+    AsyncAnswers answers;
+    async_burst(r, c, fixture, 200, answers);
+    std::lock_guard lock(answers.mutex);
+    REL_CHECK_EQ(answers.answered, 200);
+    int storage_errors = 0;
+    for (const auto& [what, n] : answers.refused) {
+      std::printf("  async on a full disk: %d x %s\n", n, what.c_str());
+      const bool storage_error =
+          what.rfind("500 {\"error\":\"storage_error\",\"path\":\"\"", 0) ==
+          0;
+      REL_CHECK_MSG(storage_error, "async refusal: " + what);
+      storage_errors += storage_error ? n : 0;
+    }
+    REL_CHECK_MSG(storage_errors > 0, "no async ingest failed on a full disk");
+    REL_CHECK_EQ(answers.accepted + storage_errors, 200);
+    acked += answers.accepted;
+  }
   REL_CHECK_EQ(stats_count(r, c), acked);
 
   REL_CHECK(::setrlimit(RLIMIT_FSIZE, &saved) == 0);
