@@ -1034,15 +1034,10 @@ int main(int argc, char **argv) {
     /* 6a: ingests still queued when close is called. */
     r = open_receiver(db_close);
     customer d = make_customer(r, "Delta");
-    lgr_http_request post =
-        make_request("POST", "/v1/aggregate", d.auth, body, body_len);
     slot slots[QUEUED];
     memset(slots, 0, sizeof slots);
-    for (int i = 0; i < QUEUED; ++i) {
-      slots[i].issuer = main_thread;
-      slots[i].rc = lgr_handle_request_async(r, &post, on_response, &slots[i]);
-      count_issued(slots[i].rc);
-    }
+    issuer_arg queue = {r, d.auth, body, body_len, slots, QUEUED, 0, 0};
+    issue_ingests(&queue); /* from this thread */
     CHECK_EQ_INT(lgr_receiver_close(r, NULL), LGR_OK);
     atomic_store(&g_close_returned, 1);
     int rc_ok = 0, called = 0, accepted = 0, before_close = 0;
@@ -1063,6 +1058,8 @@ int main(int argc, char **argv) {
 
     /* After close: LGR_ERR_CLOSED with the 503 already delivered. */
     lgr_http_request health = make_request("GET", "/health", NULL, NULL, 0);
+    lgr_http_request post =
+        make_request("POST", "/v1/aggregate", d.auth, body, body_len);
     lgr_http_request *after[2] = {&health, &post};
     for (int k = 0; k < 2; ++k) {
       snapshot want = sync_snapshot(r, after[k], LGR_ERR_CLOSED);
@@ -1186,15 +1183,10 @@ int main(int argc, char **argv) {
      * it returns. */
     r = open_receiver(db_free);
     customer f = make_customer(r, "Zeta");
-    lgr_http_request post =
-        make_request("POST", "/v1/aggregate", f.auth, body, body_len);
     slot slots[QUEUED];
     memset(slots, 0, sizeof slots);
-    for (int i = 0; i < QUEUED; ++i) {
-      slots[i].issuer = main_thread;
-      slots[i].rc = lgr_handle_request_async(r, &post, on_response, &slots[i]);
-      count_issued(slots[i].rc);
-    }
+    issuer_arg queue = {r, f.auth, body, body_len, slots, QUEUED, 0, 0};
+    issue_ingests(&queue); /* from this thread */
     lgr_receiver_free(r);
     atomic_store(&g_close_returned, 1);
     int called = 0, accepted = 0;
