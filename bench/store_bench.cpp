@@ -1,19 +1,24 @@
-// Store benchmark: append throughput through lgr::Store against a bare
-// prepared-statement loop over the same schema, and read latency at growing
-// row counts. Prints figures; asserts nothing.
+// Store benchmark: append throughput through the C API (lgr_ingest) and
+// through lgr::Store against a bare prepared-statement loop over the same
+// schema, and read latency at growing row counts. Prints figures; asserts
+// nothing.
 //
 //   store_bench [directory]     (default: a new directory under /tmp)
 //
 // Throughput: every run starts from a fresh database with 1,000 customers
-// (or 1) and commits with synchronous=FULL, like the store. The bare loop
-// commits batches of as many events as there are store threads (a blocked
-// appender contributes one event per commit, so that is the store's best
-// case batch), inserting the rows and upserting the rollups of each batch;
-// the "rows only" bare rate leaves the rollups out.
+// (or 1) and commits with synchronous=FULL, like the store. The C API run
+// sends each event as a JSON payload with its customer's bearer token, so
+// it pays for authentication and validation too; its payloads carry the
+// same fields as the store run's events and are formatted before the clock
+// starts. The bare loop commits batches of as many events as there are
+// appending threads (a blocked appender contributes one event per commit,
+// so that is the best case batch), inserting the rows and upserting the
+// rollups of each batch; the "rows only" bare rate leaves the rollups out.
 //
 // Latency: one customer's events spread over 30 days with 20 workloads;
 // the database is filled with the bare loop (synchronous=OFF, big batches),
 // then read through the store.
+#include "loopgain/receiver.h"
 #include "sqlite_schema.hpp"
 #include "sqlite_store.hpp"
 
@@ -28,6 +33,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -82,6 +88,42 @@ lgr::LoopEvent make_event(std::int64_t i, int workloads = 20) {
 std::size_t customer_of(std::int64_t i, std::size_t customers) {
   return static_cast<std::size_t>(
       (static_cast<std::uint64_t>(i) * 2654435761u) % customers);
+}
+
+// make_event(i) as the JSON a v4 client sends.
+std::string payload_of(std::int64_t i) {
+  const lgr::LoopEvent e = make_event(i);
+  const std::time_t hour = static_cast<std::time_t>(e.timestamp_hour);
+  std::tm utc{};
+  gmtime_r(&hour, &utc);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S+00:00", &utc);
+  const std::string workload =
+      e.workload_id ? "\"" + *e.workload_id + "\"" : "null";
+  const std::string savings = e.savings_vs_fixed_cap
+                                  ? std::to_string(*e.savings_vs_fixed_cap)
+                                  : "null";
+  char body[1024];
+  std::snprintf(
+      body, sizeof body,
+      "{\"schema_version\": 4, \"library\": \"loopgain\","
+      " \"library_version\": \"0.6.4\", \"workload_id\": %s,"
+      " \"timestamp_hour\": \"%s\", \"framework\": \"langgraph\","
+      " \"loop_type\": null, \"team\": null,"
+      " \"actual_dollars_spent\": null, \"actual_dollars_saved\": null,"
+      " \"loop\": {\"outcome\": \"%s\", \"iterations_used\": %lld,"
+      " \"savings_vs_fixed_cap\": %s, \"convergence_profile_summary\":"
+      " {\"min\": 0.2, \"max\": 0.9, \"median\": 0.55, \"samples\": 6},"
+      " \"rollback_triggered\": %s, \"best_index\": %lld,"
+      " \"gain_margin\": 0.3},"
+      " \"thresholds\": {\"fast_converge\": 0.05, \"converging\": 0.2,"
+      " \"stalling\": 0.5, \"oscillating_upper\": 1.5},"
+      " \"smoothing_window\": 3}",
+      workload.c_str(), when, e.outcome.c_str(),
+      static_cast<long long>(e.iterations_used), savings.c_str(),
+      e.rollback_triggered ? "true" : "false",
+      static_cast<long long>(e.best_index.value_or(0)));
+  return body;
 }
 
 // ---- The bare loop ------------------------------------------------------
@@ -236,6 +278,68 @@ double store_rate(const fs::path& path, int customers, int threads,
   return static_cast<double>(total) / elapsed;
 }
 
+// The same appends through lgr_ingest(): token lookup, validation, privacy
+// enforcement, then the store. Customers are made through the C API too.
+double capi_rate(const fs::path& path, int customers, int threads,
+                 std::int64_t total) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    fs::remove(path.string() + suffix);
+  }
+  lgr_options* options = lgr_options_create();
+  lgr_receiver* receiver = nullptr;
+  if (options == nullptr ||
+      lgr_options_set_db_path(options, path.c_str(), nullptr) != LGR_OK ||
+      lgr_options_set_fixed_time(options, kNow, nullptr) != LGR_OK ||
+      lgr_receiver_open(options, &receiver, nullptr) != LGR_OK) {
+    std::fprintf(stderr, "lgr_receiver_open failed\n");
+    std::exit(1);
+  }
+  lgr_options_free(options);
+
+  std::vector<std::string> auth;
+  for (int c = 0; c < customers; ++c) {
+    char* id = nullptr;
+    char* token = nullptr;
+    if (lgr_customer_create(receiver, "bench", nullptr, &id, &token,
+                            nullptr) != LGR_OK) {
+      std::fprintf(stderr, "lgr_customer_create failed\n");
+      std::exit(1);
+    }
+    auth.push_back(std::string("Bearer ") + token);
+    lgr_string_free(id);
+    lgr_string_free(token);
+  }
+  std::vector<std::string> bodies;
+  bodies.reserve(static_cast<std::size_t>(total));
+  for (std::int64_t i = 0; i < total; ++i) bodies.push_back(payload_of(i));
+
+  std::atomic<std::int64_t> failures{0};
+  std::vector<std::thread> workers;
+  const auto start = Clock::now();
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (std::int64_t i = t; i < total; i += threads) {
+        const auto& body = bodies[static_cast<std::size_t>(i)];
+        lgr_error* error = nullptr;
+        if (lgr_ingest(receiver, auth[customer_of(i, auth.size())].c_str(),
+                       body.data(), body.size(), nullptr,
+                       &error) != LGR_OK) {
+          if (failures.fetch_add(1) == 0) {
+            std::fprintf(stderr, "lgr_ingest: %s\n",
+                         lgr_error_message(error));
+          }
+        }
+        lgr_error_free(error);
+      }
+    });
+  }
+  for (auto& worker : workers) worker.join();
+  const double elapsed = seconds_since(start);
+  lgr_receiver_free(receiver);
+  if (failures.load() != 0) std::fprintf(stderr, "ingest failures!\n");
+  return static_cast<double>(total) / elapsed;
+}
+
 double bare_rate(const fs::path& path, int customers, std::int64_t batch,
                  std::int64_t total, bool rollups) {
   const std::vector<std::string> ids = fresh_database(path, customers);
@@ -308,9 +412,9 @@ void read_latencies(const fs::path& path, int workloads,
 }
 
 void append_table(const fs::path& path) {
-  std::printf("%-28s %7s %11s %11s %6s %11s %6s\n", "append (median of 3)",
-              "events", "store ev/s", "bare ev/s", "ratio", "rows-only",
-              "ratio");
+  std::printf("%-28s %7s %11s %6s %11s %11s %6s %11s\n",
+              "append (median of 3)", "events", "C API ev/s", "ratio",
+              "store ev/s", "bare ev/s", "ratio", "rows-only");
   struct Run {
     int customers;
     int threads;
@@ -318,9 +422,10 @@ void append_table(const fs::path& path) {
   };
   for (const Run run : {Run{1000, 1, 1000}, Run{1000, 8, 8000}, Run{1, 1, 1000},
                         Run{1, 8, 8000}, Run{1000, 64, 32000}}) {
-    // Interleaved, so that disk noise hits all three alike.
-    std::vector<double> store, bare, rows_only;
+    // Interleaved, so that disk noise hits all four alike.
+    std::vector<double> capi, store, bare, rows_only;
     for (int repeat = 0; repeat < 3; ++repeat) {
+      capi.push_back(capi_rate(path, run.customers, run.threads, run.events));
       store.push_back(store_rate(path, run.customers, run.threads, run.events));
       bare.push_back(
           bare_rate(path, run.customers, run.threads, run.events, true));
@@ -331,12 +436,14 @@ void append_table(const fs::path& path) {
     std::snprintf(label, sizeof label, "%d thread%s, %d customer%s",
                   run.threads, run.threads == 1 ? "" : "s", run.customers,
                   run.customers == 1 ? "" : "s");
+    const double c_rate = median(capi);
     const double s_rate = median(store);
     const double b_rate = median(bare);
     const double r_rate = median(rows_only);
-    std::printf("%-28s %7lld %11.0f %11.0f %5.0f%% %11.0f %5.0f%%\n", label,
-                static_cast<long long>(run.events), s_rate, b_rate,
-                100.0 * s_rate / b_rate, r_rate, 100.0 * s_rate / r_rate);
+    std::printf("%-28s %7lld %11.0f %5.0f%% %11.0f %11.0f %5.0f%% %11.0f\n",
+                label, static_cast<long long>(run.events), c_rate,
+                100.0 * c_rate / b_rate, s_rate, b_rate,
+                100.0 * s_rate / b_rate, r_rate);
   }
 }
 
