@@ -55,6 +55,10 @@ int record_wal_pages(void* wal_pages, sqlite3*, const char*, int pages) {
 // The writer's page cache (the readers keep SQLite's default): bounded so
 // that the server stays well under its memory target (bench/README.md).
 constexpr int kWriterCacheKiB = 16 * 1024;
+// Each read connection's page cache. A commit empties it anyway (SQLite
+// drops a WAL reader's cache when the database changed), and one read
+// touches well under this; bounded so that 16 pooled readers stay small.
+constexpr int kReaderCacheKiB = 1024;
 constexpr const char* kBegin = "BEGIN";
 constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
 constexpr const char* kCommit = "COMMIT";
@@ -390,6 +394,8 @@ class ReaderPool {
     auto connection = std::make_unique<Connection>(
         path_, SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX, busy_timeout_ms_);
     connection->db().exec("PRAGMA query_only = ON");
+    connection->db().exec("PRAGMA cache_size = -" +
+                          std::to_string(kReaderCacheKiB));
     return connection;
   }
 

@@ -89,8 +89,12 @@ struct SqliteTuning {
   // Events waiting for the writer beyond which append() answers busy.
   std::size_t max_queued = 65536;
   // Read connections kept open between reads. Reads running at the same
-  // time beyond this many open a connection of their own and close it.
-  std::size_t max_idle_readers = 4;
+  // time beyond this many open a connection of their own and close it,
+  // which costs more than the read of a token: with 4, eight threads
+  // calling lgr_ingest() lost a quarter of their rate (bench/README.md).
+  // 16 covers the example server's default worker pool plus its event
+  // loop; each keeps at most 1 MiB of pages in its cache.
+  std::size_t max_idle_readers = 16;
   int busy_timeout_ms = 5000;
 };
 
