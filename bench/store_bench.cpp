@@ -253,29 +253,42 @@ std::vector<std::string> fresh_database(const fs::path& path, int count) {
 
 // ---- Measurements -----------------------------------------------------------
 
-double store_rate(const fs::path& path, int customers, int threads,
-                  std::int64_t total) {
-  const std::vector<std::string> ids = fresh_database(path, customers);
-  auto opened = lgr::open_sqlite_store(store_options(path), g_tuning);
-  if (!opened) std::exit(1);
-  lgr::Store& store = **opened;
-
+// Runs events 0 .. total-1 through `append(i)` (true when it succeeded)
+// from `threads` threads, event i on thread i % threads; returns events per
+// second and reports failures.
+template <class Append>
+double appends_per_second(int threads, std::int64_t total, Append append) {
   std::atomic<std::int64_t> failures{0};
   std::vector<std::thread> workers;
   const auto start = Clock::now();
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&, t] {
       for (std::int64_t i = t; i < total; i += threads) {
-        const auto& id = ids[customer_of(i, ids.size())];
-        if (!store.append(id, make_event(i))) ++failures;
+        if (!append(i)) ++failures;
       }
     });
   }
   for (auto& worker : workers) worker.join();
   const double elapsed = seconds_since(start);
-  (void)store.close();
-  if (failures.load() != 0) std::fprintf(stderr, "append failures!\n");
+  if (failures.load() != 0) {
+    std::fprintf(stderr, "%lld appends failed!\n",
+                 static_cast<long long>(failures.load()));
+  }
   return static_cast<double>(total) / elapsed;
+}
+
+double store_rate(const fs::path& path, int customers, int threads,
+                  std::int64_t total) {
+  const std::vector<std::string> ids = fresh_database(path, customers);
+  auto opened = lgr::open_sqlite_store(store_options(path), g_tuning);
+  if (!opened) std::exit(1);
+  lgr::Store& store = **opened;
+  const double rate = appends_per_second(threads, total, [&](std::int64_t i) {
+    return static_cast<bool>(
+        store.append(ids[customer_of(i, ids.size())], make_event(i)));
+  });
+  (void)store.close();
+  return rate;
 }
 
 // The same appends through lgr_ingest(): token lookup, validation, privacy
@@ -313,31 +326,20 @@ double capi_rate(const fs::path& path, int customers, int threads,
   bodies.reserve(static_cast<std::size_t>(total));
   for (std::int64_t i = 0; i < total; ++i) bodies.push_back(payload_of(i));
 
-  std::atomic<std::int64_t> failures{0};
-  std::vector<std::thread> workers;
-  const auto start = Clock::now();
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      for (std::int64_t i = t; i < total; i += threads) {
-        const auto& body = bodies[static_cast<std::size_t>(i)];
-        lgr_error* error = nullptr;
-        if (lgr_ingest(receiver, auth[customer_of(i, auth.size())].c_str(),
-                       body.data(), body.size(), nullptr,
-                       &error) != LGR_OK) {
-          if (failures.fetch_add(1) == 0) {
-            std::fprintf(stderr, "lgr_ingest: %s\n",
-                         lgr_error_message(error));
-          }
-        }
-        lgr_error_free(error);
-      }
-    });
-  }
-  for (auto& worker : workers) worker.join();
-  const double elapsed = seconds_since(start);
+  const double rate = appends_per_second(threads, total, [&](std::int64_t i) {
+    const auto& body = bodies[static_cast<std::size_t>(i)];
+    lgr_error* error = nullptr;
+    const lgr_status status =
+        lgr_ingest(receiver, auth[customer_of(i, auth.size())].c_str(),
+                   body.data(), body.size(), nullptr, &error);
+    if (status != LGR_OK) {
+      std::fprintf(stderr, "lgr_ingest: %s\n", lgr_error_message(error));
+    }
+    lgr_error_free(error);
+    return status == LGR_OK;
+  });
   lgr_receiver_free(receiver);
-  if (failures.load() != 0) std::fprintf(stderr, "ingest failures!\n");
-  return static_cast<double>(total) / elapsed;
+  return rate;
 }
 
 double bare_rate(const fs::path& path, int customers, std::int64_t batch,
