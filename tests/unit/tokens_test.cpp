@@ -5,7 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <set>
+#include <thread>
 
 using namespace lgr;
 using namespace lgr::test;
@@ -256,6 +258,26 @@ TEST_SUITE("tokens") {
     CHECK(reopen() == "ok");
     CHECK(must(store->list_customers()).at(0).last_seen_at ==
           std::optional<std::int64_t>(kNow + 200));
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a last_seen_at update with no write to join is written "
+                    "on its own") {
+    REQUIRE(open() == "ok");
+    auto issued = store->create_customer("Acme", std::nullopt);
+    REQUIRE(issued);
+    CHECK(who(*store, issued->token) == issued->customer_id);
+
+    // Only reads follow. The writer waits a second for a write to carry the
+    // update, then commits it alone; the bound is generous for a loaded
+    // machine, not a performance check.
+    std::int64_t seen = -1;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (seen != kNow && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      seen = must(store->list_customers()).at(0).last_seen_at.value_or(-1);
+    }
+    CHECK(seen == kNow);
   }
 
 }  // TEST_SUITE
