@@ -519,6 +519,11 @@ class SqliteStore final : public Store {
         in_memory_(in_memory),
         readers_(options_.path, tuning),
         writer_(std::move(writer)) {
+    // Before any thread can commit: an inline append may come first.
+    if (!in_memory_) {
+      sqlite3_wal_hook(writer_->db().getHandle(), record_wal_pages,
+                       &wal_pages_);
+    }
     writer_thread_ = std::thread([this] { writer_main(); });
     writer_id_ = writer_thread_.get_id();
   }
@@ -659,7 +664,12 @@ class SqliteStore final : public Store {
   void writer_main();
   void gather_appends(std::unique_lock<std::mutex>& lock);
   void take_jobs(std::vector<Job*>& batch);
-  void run_appends(const std::vector<Job*>& jobs, Touches& touches);
+  bool append_inline(WaitedJob& job);
+  // `inline_run`: on a lone appender's thread (append_inline), which leaves
+  // the group-commit statistics and the WAL checkpoint to the writer thread.
+  void run_appends(const std::vector<Job*>& jobs, Touches& touches,
+                   bool inline_run = false);
+  void appends_finished(std::size_t count);
   Status insert_event(Connection& c, const Job& job, std::int64_t received_at,
                       BatchRollups& rollups);
   void run_job(Job& job);
@@ -673,9 +683,10 @@ class SqliteStore final : public Store {
   const SqliteTuning tuning_;
   const bool in_memory_;
   ReaderPool readers_;
-  // Used by the writer thread only.
+  // Used only by the thread that holds writer_busy_: the writer thread, or
+  // a lone appender committing its own event (append_inline).
   std::unique_ptr<Connection> writer_;
-  std::size_t last_batch_size_ = 1;
+  std::size_t last_batch_size_ = 1;  // guarded by mutex_
   int wal_pages_ = 0;  // frames in the WAL after the last commit
   std::chrono::microseconds last_commit_duration_{0};
 
@@ -685,6 +696,12 @@ class SqliteStore final : public Store {
   std::deque<Job*> queue_;
   std::size_t queued_appends_ = 0;
   std::size_t queued_other_jobs_ = 0;
+  // Appends accepted and not yet finished, queued or being committed.
+  std::size_t appends_in_flight_ = 0;
+  // Some thread is using writer_: the writer thread or an inline appender.
+  bool writer_busy_ = false;
+  // An inline commit left the WAL past kWalCheckpointPages.
+  bool checkpoint_wanted_ = false;
   // 0 while the writer works; else the queued appends it waits for (1 when
   // idle, the batch size it expects while gathering).
   std::size_t writer_waits_for_ = 0;
@@ -718,6 +735,7 @@ Status SqliteStore::enqueue(Job& job) {
     queue_.push_back(&job);  // first: it is what can throw
     if (job.kind == JobKind::append) {
       ++queued_appends_;
+      ++appends_in_flight_;
     } else {
       ++queued_other_jobs_;
     }
@@ -807,45 +825,63 @@ void SqliteStore::note_seen(const std::string& customer_id, std::int64_t at) {
 // ---- The writer thread ------------------------------------------------------
 
 void SqliteStore::writer_main() {
-  if (!in_memory_) {
-    sqlite3_wal_hook(writer_->db().getHandle(), record_wal_pages, &wal_pages_);
-  }
   std::vector<Job*> batch;
   batch.reserve(tuning_.max_batch);
   Touches touches;
   for (;;) {
     batch.clear();
     touches.clear();
+    bool checkpoint_only = false;
     {
       std::unique_lock lock(mutex_);
       gather_appends(lock);
       writer_waits_for_ = 1;
       wake_.wait(lock, [this] {
-        return stopping_ || !queue_.empty() || !pending_touches_.empty();
+        return stopping_ || !queue_.empty() || !pending_touches_.empty() ||
+               checkpoint_wanted_;
       });
-      const auto has_jobs = [this] { return stopping_ || !queue_.empty(); };
+      const auto has_jobs = [this] {
+        return stopping_ || !queue_.empty() || checkpoint_wanted_;
+      };
       if (!has_jobs()) wake_.wait_for(lock, kTouchDelay, has_jobs);
+      // An inline appender may hold the connection; it wakes us when done.
+      wake_.wait(lock, [this] { return !writer_busy_; });
       writer_waits_for_ = 0;
-      if (queue_.empty() && pending_touches_.empty()) break;  // stopping
+      if (queue_.empty() && pending_touches_.empty()) {
+        if (stopping_) break;
+        if (!checkpoint_wanted_) continue;  // an inline appender took them
+        checkpoint_only = true;
+      }
+      checkpoint_wanted_ = false;
+      writer_busy_ = true;
       take_jobs(batch);
       touches.swap(pending_touches_);
     }
 
-    try {
-      if (!batch.empty() && batch.front()->kind == JobKind::append) {
-        run_appends(batch, touches);
-      } else {
-        // Touches first, so that any write acknowledged after an
-        // authenticate() also shows its last_seen_at.
-        run_touches(touches);
-        if (!batch.empty()) run_job(*batch.front());
+    if (checkpoint_only) {
+      checkpoint_if_due(*writer_);
+    } else {
+      try {
+        if (!batch.empty() && batch.front()->kind == JobKind::append) {
+          run_appends(batch, touches);
+        } else {
+          // Touches first, so that any write acknowledged after an
+          // authenticate() also shows its last_seen_at.
+          run_touches(touches);
+          if (!batch.empty()) run_job(*batch.front());
+        }
+      } catch (...) {
+        // Only an allocation can throw here, before any job was finished
+        // (finishing is the last step of each path).
+        const Error error = current_error("writer");
+        for (Job* job : batch) job->finish(error);
+        if (!batch.empty() && batch.front()->kind == JobKind::append) {
+          appends_finished(batch.size());
+        }
       }
-    } catch (...) {
-      // Only an allocation can throw here, before any job was finished
-      // (finishing is the last step of each path).
-      const Error error = current_error("writer");
-      for (Job* job : batch) job->finish(error);
     }
+    std::lock_guard lock(mutex_);
+    writer_busy_ = false;
   }
   final_checkpoint();
   writer_.reset();
@@ -891,7 +927,8 @@ void SqliteStore::take_jobs(std::vector<Job*>& batch) {
   }
 }
 
-void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches) {
+void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches,
+                              bool inline_run) {
   std::vector<Status> results(jobs.size());
   Connection& c = *writer_;
   const auto started = std::chrono::steady_clock::now();
@@ -919,14 +956,25 @@ void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches) {
     for (auto& result : results) result = error;
   }
   touches.clear();  // written with the batch, or dropped with it
-  last_batch_size_ = jobs.size();
+  if (inline_run) {
+    jobs.front()->finish(std::move(results.front()));  // counted by the caller
+    return;
+  }
   last_commit_duration_ = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
 
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     jobs[i]->finish(std::move(results[i]));
   }
+  appends_finished(jobs.size());
   checkpoint_if_due(c);
+}
+
+// After the writer thread finished a batch of `count` appends.
+void SqliteStore::appends_finished(std::size_t count) {
+  std::lock_guard lock(mutex_);
+  appends_in_flight_ -= count;
+  last_batch_size_ = count;
 }
 
 // SQLite would go on writing to a file that was unlinked or replaced, and
@@ -1267,10 +1315,57 @@ Status SqliteStore::append(std::string_view customer_id,
     job.operation = kOp;
     job.customer_id = std::string(customer_id);
     job.event = &event;
+    if (append_inline(job)) return job.wait();
     return submit(job);
   } catch (...) {
     return current_error(kOp);
   }
+}
+
+// A blocking append with no other append in flight commits its event on its
+// own thread. Handing a lone event to the writer thread and being woken
+// again costs two thread switches, about a sixth of its time through the C
+// API (bench/README.md). Only a lone appender: with others in flight, or
+// just after the writer thread committed a group, the writer's gathering
+// keeps commits shared, and an appender that went ahead alone would split
+// each group into two commits. The WAL checkpoint stays with the writer
+// thread (checkpoint_wanted_), so that this caller does not wait for
+// readers. Returns false, having changed nothing, when it cannot go ahead.
+bool SqliteStore::append_inline(WaitedJob& job) {
+  if (in_memory_ || on_commit_thread()) return false;
+  std::vector<Job*> batch;
+  batch.push_back(&job);  // allocates; nothing has changed yet
+  Touches touches;
+  {
+    std::lock_guard lock(mutex_);
+    // last_batch_size_ > 1: the writer thread saw concurrent appenders
+    // lately; the others of its last group are about to come back.
+    if (appends_in_flight_ > 0 || last_batch_size_ > 1 || writer_busy_ ||
+        stopping_ || !queue_.empty()) {
+      return false;
+    }
+    writer_busy_ = true;
+    ++appends_in_flight_;
+    touches.swap(pending_touches_);
+  }
+
+  try {
+    run_appends(batch, touches, true);
+  } catch (...) {
+    // Only an allocation, before the job was finished (as in writer_main).
+    job.finish(current_error("append"));
+  }
+
+  bool notify = false;
+  {
+    std::lock_guard lock(mutex_);
+    writer_busy_ = false;
+    --appends_in_flight_;
+    if (wal_pages_ >= kWalCheckpointPages) checkpoint_wanted_ = true;
+    notify = !queue_.empty() || !pending_touches_.empty() || checkpoint_wanted_;
+  }
+  if (notify) wake_.notify_one();
+  return true;
 }
 
 Status SqliteStore::append_async(std::string_view customer_id,

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 using namespace lgr;
@@ -252,6 +253,42 @@ TEST_SUITE("store") {
 
     CHECK(open() == "storage_error");
     CHECK(file_bytes(db_path()) == before);
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a lone append commits on its caller's thread; concurrent "
+                    "ones share commits") {
+    // The store reads the clock once per commit (received_at), on the
+    // thread that commits; recorded here.
+    std::mutex mutex;
+    std::vector<std::thread::id> committers;
+    SqliteStoreOptions o = options();
+    o.now = [&] {
+      std::lock_guard lock(mutex);
+      committers.push_back(std::this_thread::get_id());
+      return clock.load();
+    };
+    auto opened = open_sqlite_store(std::move(o), SqliteTuning{});
+    REQUIRE(opened);
+    store = std::move(*opened);
+    const std::string customer = new_customer();
+
+    const auto taken = [&] {
+      std::lock_guard lock(mutex);
+      return std::exchange(committers, {});
+    };
+    (void)taken();  // create_customer's own reads of the clock
+    CHECK(store->append(customer, make_event(kNow)));
+    CHECK(taken() == std::vector<std::thread::id>{std::this_thread::get_id()});
+
+    constexpr int kEvents = 800;
+    const std::vector<LoopEvent> events(kEvents, make_event(kNow));
+    CHECK(append_all(customer, events, 8) == kEvents);
+    const std::size_t commits = taken().size();
+    CHECK(commits >= 1);
+    CHECK(commits < static_cast<std::size_t>(kEvents));
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == kEvents + 1);
+    CHECK(rollup_differences(db_path()) == "");
   }
 
   TEST_CASE_FIXTURE(StoreFixture, "appends from 8 threads are stored once") {
