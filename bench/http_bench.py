@@ -493,6 +493,10 @@ def main():
             rate = prefill(lib, db, single[1], fixture, n - have)
             log(f"prefilled to {n} rows ({rate:.0f} events/s through "
                 "lgr_ingest)")
+            # The prefill leaves hundreds of MiB of dirty pages (its last
+            # checkpoint); their writeback would compete with the measured
+            # runs' fdatasync and make the large database look slow.
+            os.sync()
             have = n
             server = Server(server_bin, db, args.server_threads)
             reads.append(read_runs(args, server, single[1], n))
