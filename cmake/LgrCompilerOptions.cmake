@@ -11,6 +11,9 @@ function(lgr_apply_compile_options target)
       -fsanitize=address,undefined -fno-omit-frame-pointer
       -fno-sanitize-recover=undefined)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  elseif(LGR_SANITIZE_THREAD)
+    target_compile_options(${target} PRIVATE -fsanitize=thread)
+    target_link_options(${target} PRIVATE -fsanitize=thread)
   endif()
 endfunction()
 
