@@ -669,7 +669,7 @@ class SqliteStore final : public Store {
   // the group-commit statistics and the WAL checkpoint to the writer thread.
   void run_appends(const std::vector<Job*>& jobs, Touches& touches,
                    bool inline_run = false);
-  void appends_finished(std::size_t count);
+  void release_connection(std::size_t appends_done = 0);
   Status insert_event(Connection& c, const Job& job, std::int64_t received_at,
                       BatchRollups& rollups);
   void run_job(Job& job);
@@ -700,6 +700,11 @@ class SqliteStore final : public Store {
   std::size_t appends_in_flight_ = 0;
   // Some thread is using writer_: the writer thread or an inline appender.
   bool writer_busy_ = false;
+  // The writer thread's own record of holding writer_busy_ this turn; only
+  // the writer thread touches it.
+  bool writer_holds_connection_ = false;
+  // The writer thread waits for an inline appender to release writer_.
+  bool writer_waits_for_connection_ = false;
   // An inline commit left the WAL past kWalCheckpointPages.
   bool checkpoint_wanted_ = false;
   // 0 while the writer works; else the queued appends it waits for (1 when
@@ -832,6 +837,7 @@ void SqliteStore::writer_main() {
     batch.clear();
     touches.clear();
     bool checkpoint_only = false;
+    bool checkpoint_asked = false;
     {
       std::unique_lock lock(mutex_);
       gather_appends(lock);
@@ -845,24 +851,31 @@ void SqliteStore::writer_main() {
       };
       if (!has_jobs()) wake_.wait_for(lock, kTouchDelay, has_jobs);
       // An inline appender may hold the connection; it wakes us when done.
+      writer_waits_for_connection_ = true;
       wake_.wait(lock, [this] { return !writer_busy_; });
+      writer_waits_for_connection_ = false;
       writer_waits_for_ = 0;
       if (queue_.empty() && pending_touches_.empty()) {
         if (stopping_) break;
         if (!checkpoint_wanted_) continue;  // an inline appender took them
         checkpoint_only = true;
       }
+      checkpoint_asked = checkpoint_wanted_;
       checkpoint_wanted_ = false;
-      writer_busy_ = true;
+      writer_busy_ = true;  // released by release_connection()
       take_jobs(batch);
       touches.swap(pending_touches_);
     }
+    writer_holds_connection_ = true;
+    const bool appends =
+        !batch.empty() && batch.front()->kind == JobKind::append;
 
-    if (checkpoint_only) {
-      checkpoint_if_due(*writer_);
-    } else {
+    // Before the batch: after the acknowledgements of the commit that asked
+    // for it, and while nobody else may use the connection.
+    if (checkpoint_asked) checkpoint_if_due(*writer_);
+    if (!checkpoint_only) {
       try {
-        if (!batch.empty() && batch.front()->kind == JobKind::append) {
+        if (appends) {
           run_appends(batch, touches);
         } else {
           // Touches first, so that any write acknowledged after an
@@ -871,17 +884,14 @@ void SqliteStore::writer_main() {
           if (!batch.empty()) run_job(*batch.front());
         }
       } catch (...) {
-        // Only an allocation can throw here, before any job was finished
-        // (finishing is the last step of each path).
+        // Only an allocation can throw here, before any job was counted
+        // out or finished (finishing is the last step of each path).
         const Error error = current_error("writer");
+        release_connection(appends ? batch.size() : 0);
         for (Job* job : batch) job->finish(error);
-        if (!batch.empty() && batch.front()->kind == JobKind::append) {
-          appends_finished(batch.size());
-        }
       }
     }
-    std::lock_guard lock(mutex_);
-    writer_busy_ = false;
+    release_connection();
   }
   final_checkpoint();
   writer_.reset();
@@ -963,18 +973,30 @@ void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches,
   last_commit_duration_ = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - started);
 
+  // The connection goes back before the appenders are woken, so that one
+  // of them coming back alone can commit inline at once; and the jobs are
+  // counted out before they are finished, the last step that touches them.
+  release_connection(jobs.size());
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     jobs[i]->finish(std::move(results[i]));
   }
-  appends_finished(jobs.size());
-  checkpoint_if_due(c);
 }
 
-// After the writer thread finished a batch of `count` appends.
-void SqliteStore::appends_finished(std::size_t count) {
+// The writer thread hands writer_ back (once per turn; later calls in the
+// same turn do nothing), counting out `appends_done` appends of the batch
+// it committed, and asks its next turn for a checkpoint when one is due.
+void SqliteStore::release_connection(std::size_t appends_done) {
+  if (!writer_holds_connection_) return;
+  writer_holds_connection_ = false;
   std::lock_guard lock(mutex_);
-  appends_in_flight_ -= count;
-  last_batch_size_ = count;
+  writer_busy_ = false;
+  if (appends_done > 0) {
+    appends_in_flight_ -= appends_done;
+    last_batch_size_ = appends_done;
+  }
+  if (!in_memory_ && wal_pages_ >= kWalCheckpointPages) {
+    checkpoint_wanted_ = true;
+  }
 }
 
 // SQLite would go on writing to a file that was unlinked or replaced, and
@@ -1054,6 +1076,7 @@ void SqliteStore::run_job(Job& job) {
     result = current_error(job.operation);
     c.rollback_quietly();
   }
+  release_connection();  // as in run_appends: before the caller wakes
   job.finish(std::move(result));
 }
 
@@ -1349,22 +1372,40 @@ bool SqliteStore::append_inline(WaitedJob& job) {
     touches.swap(pending_touches_);
   }
 
+  // Hands the connection back on every path, exceptions included: a
+  // writer_busy_ left set would stop every later write.
+  struct Release {
+    SqliteStore& store;
+    ~Release() {
+      bool notify = false;
+      {
+        std::lock_guard lock(store.mutex_);
+        store.writer_busy_ = false;
+        --store.appends_in_flight_;
+        if (store.wal_pages_ >= kWalCheckpointPages) {
+          store.checkpoint_wanted_ = true;
+        }
+        notify = store.writer_waits_for_connection_ || !store.queue_.empty() ||
+                 !store.pending_touches_.empty() || store.checkpoint_wanted_;
+      }
+      if (notify) store.wake_.notify_one();
+    }
+  } release{*this};
+
   try {
     run_appends(batch, touches, true);
   } catch (...) {
     // Only an allocation, before the job was finished (as in writer_main).
-    job.finish(current_error("append"));
+    // The fallback error is built without allocating.
+    Error error;
+    error.code = ErrorCode::internal_error;
+    try {
+      error = current_error("append");
+    } catch (...) {
+      // Out of memory: the code alone answers.
+    }
+    job.finish(std::move(error));
   }
-
-  bool notify = false;
-  {
-    std::lock_guard lock(mutex_);
-    writer_busy_ = false;
-    --appends_in_flight_;
-    if (wal_pages_ >= kWalCheckpointPages) checkpoint_wanted_ = true;
-    notify = !queue_.empty() || !pending_touches_.empty() || checkpoint_wanted_;
-  }
-  if (notify) wake_.notify_one();
   return true;
 }
 
@@ -1522,7 +1563,8 @@ std::string path_in_quotes(const std::string& path) {
 Result<std::unique_ptr<Connection>> open_writer(
     const SqliteStoreOptions& options, const SqliteTuning& tuning,
     bool in_memory) {
-  // NOMUTEX: opened here, then used by the writer thread alone.
+  // NOMUTEX: opened here, then used by one thread at a time (the writer
+  // thread, or a lone appender holding writer_busy_).
   const int flags =
       SQLite::OPEN_NOMUTEX |
       (tuning.read_only ? SQLite::OPEN_READONLY

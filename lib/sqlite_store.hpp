@@ -3,11 +3,12 @@
 // One database file in WAL mode with synchronous=FULL: every acknowledged
 // event survives a power cut. The schema is described in sqlite_schema.hpp.
 //
-// Writes (group commit): one writer thread owns the only write connection.
-// append() queues the event and blocks until the transaction holding it has
-// committed; a lone append() (no other append in flight, the writer idle)
-// commits on its caller's thread instead, holding the connection the same
-// way the writer does, so that it pays no thread switches. The writer drains whatever is queued, up to
+// Writes (group commit): one writer thread owns the only write connection,
+// which a lone append borrows. append() queues the event and blocks until
+// the transaction holding it has committed; a lone append() (no other
+// append in flight, the writer idle) commits on its caller's thread
+// instead, holding the connection as the writer does, so that it pays no
+// thread switches. The writer drains whatever is queued, up to
 // SqliteTuning::max_batch events, into one transaction. A row that fails on
 // its own (its customer was deleted meanwhile) is undone alone by SQLite's
 // statement rollback and fails only its own append(), while a failed

@@ -155,8 +155,9 @@ class Store {
   virtual Status append_async(std::string_view customer_id, LoopEvent event,
                               AppendDone&& done) = 0;
 
-  // True on the thread that commits appends and runs their AppendDone
-  // callbacks: a call that waits for that thread must not be made there.
+  // True on the thread that commits queued appends and runs their
+  // AppendDone callbacks: a call that waits for that thread must not be
+  // made there.
   virtual bool on_commit_thread() const { return false; }
 
   // Reads.
