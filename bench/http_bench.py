@@ -15,7 +15,7 @@ server and the shared library. It
      /v1/events and /v1/profiles (wrk, one connection); at the largest it
      repeats the ingest runs, for the slowdown against the empty database.
 
-    bench/http_bench.py --build build/h-rel-bench              # ~3 minutes
+    bench/http_bench.py --build build/release-bench            # ~3 minutes
     bench/http_bench.py --build DIR --rows 10000,100000,1000000  # the issue's
 
 Prints a Markdown table (what bench/README.md holds). wrk comes from the
@@ -355,7 +355,7 @@ def read_runs(args, server, token, rows):
         if r["non_2xx"]:
             raise RuntimeError(f"{path}: {r['non_2xx']} non-2xx responses")
         result[path] = r["p50_ms"]
-        log(f"{path} at {rows} rows: median {r['p50_ms']} ms")
+        log(f"{path} at {rows} rows: median {fmt_ms(r['p50_ms'])} ms")
     return result
 
 
@@ -398,6 +398,7 @@ def report(args, ingest, null_run, reads, machine):
         lines += ["", f"Read growth from {first['rows']:,} to "
                       f"{last['rows']:,} rows: {growth}."]
     empty = {r["scenario"]: r["rps"] for r in ingest if r["db"] == "empty"}
+    lines.append("")  # ends the read table for Markdown
     for r in ingest:
         if r["db"] != "empty" and empty.get(r["scenario"]):
             lines.append(f"{r['scenario'].capitalize()} at {r['rows']:,} rows: "

@@ -416,7 +416,7 @@ void read_latencies(const fs::path& path, int workloads,
 void append_table(const fs::path& path) {
   std::printf("%-28s %7s %11s %6s %11s %11s %6s %11s\n",
               "append (median of 3)", "events", "C API ev/s", "ratio",
-              "store ev/s", "bare ev/s", "ratio", "rows-only");
+              "store ev/s", "bare ev/s", "ratio", "rows-only ev/s");
   struct Run {
     int customers;
     int threads;
@@ -451,6 +451,10 @@ void append_table(const fs::path& path) {
 
 }  // namespace
 
+constexpr const char* kUsage =
+    "usage: store_bench [--appends-only | --reads-only] [--no-gather] "
+    "[DIRECTORY]\n";
+
 int main(int argc, char** argv) {
   fs::path dir;
   bool appends = true;
@@ -463,13 +467,31 @@ int main(int argc, char** argv) {
       appends = false;
     } else if (arg == "--no-gather") {
       g_tuning.max_gather_window_us = 0;
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg.empty() || arg[0] == '-' || !dir.empty()) {
+      std::fprintf(stderr, "store_bench: unexpected argument '%s'\n%s",
+                   arg.c_str(), kUsage);
+      return 2;
     } else {
       dir = arg;
     }
   }
+  if (!appends && !reads) {
+    std::fprintf(stderr, "store_bench: --appends-only and --reads-only "
+                         "exclude each other\n%s", kUsage);
+    return 2;
+  }
   const bool keep = !dir.empty();
   if (keep) {
-    fs::create_directories(dir);
+    std::error_code error;
+    fs::create_directories(dir, error);
+    if (error) {
+      std::fprintf(stderr, "store_bench: cannot create %s: %s\n",
+                   dir.c_str(), error.message().c_str());
+      return 1;
+    }
   } else {
     std::string pattern =
         (fs::temp_directory_path() / "lgr-bench-XXXXXX").string();
