@@ -17,6 +17,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <span>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
@@ -665,11 +666,12 @@ class SqliteStore final : public Store {
   void gather_appends(std::unique_lock<std::mutex>& lock);
   void take_jobs(std::vector<Job*>& batch);
   bool append_inline(WaitedJob& job);
-  // `inline_run`: on a lone appender's thread (append_inline), which leaves
-  // the group-commit statistics and the WAL checkpoint to the writer thread.
-  void run_appends(const std::vector<Job*>& jobs, Touches& touches,
+  // `inline_run`: on a lone appender's thread (append_inline), which keeps
+  // out of the group-commit statistics and hands the connection back itself.
+  void run_appends(std::span<Job* const> jobs, Touches& touches,
                    bool inline_run = false);
   void release_connection(std::size_t appends_done = 0);
+  void hand_back_connection(std::size_t appends_done);
   Status insert_event(Connection& c, const Job& job, std::int64_t received_at,
                       BatchRollups& rollups);
   void run_job(Job& job);
@@ -836,7 +838,6 @@ void SqliteStore::writer_main() {
   for (;;) {
     batch.clear();
     touches.clear();
-    bool checkpoint_only = false;
     bool checkpoint_asked = false;
     {
       std::unique_lock lock(mutex_);
@@ -858,7 +859,6 @@ void SqliteStore::writer_main() {
       if (queue_.empty() && pending_touches_.empty()) {
         if (stopping_) break;
         if (!checkpoint_wanted_) continue;  // an inline appender took them
-        checkpoint_only = true;
       }
       checkpoint_asked = checkpoint_wanted_;
       checkpoint_wanted_ = false;
@@ -870,26 +870,25 @@ void SqliteStore::writer_main() {
     const bool appends =
         !batch.empty() && batch.front()->kind == JobKind::append;
 
-    // Before the batch: after the acknowledgements of the commit that asked
-    // for it, and while nobody else may use the connection.
+    // Before the batch (which may be empty: a checkpoint was all there was
+    // to do): after the acknowledgements of the commit that asked for it,
+    // and while nobody else may use the connection.
     if (checkpoint_asked) checkpoint_if_due(*writer_);
-    if (!checkpoint_only) {
-      try {
-        if (appends) {
-          run_appends(batch, touches);
-        } else {
-          // Touches first, so that any write acknowledged after an
-          // authenticate() also shows its last_seen_at.
-          run_touches(touches);
-          if (!batch.empty()) run_job(*batch.front());
-        }
-      } catch (...) {
-        // Only an allocation can throw here, before any job was counted
-        // out or finished (finishing is the last step of each path).
-        const Error error = current_error("writer");
-        release_connection(appends ? batch.size() : 0);
-        for (Job* job : batch) job->finish(error);
+    try {
+      if (appends) {
+        run_appends(batch, touches);
+      } else {
+        // Touches first, so that any write acknowledged after an
+        // authenticate() also shows its last_seen_at.
+        run_touches(touches);
+        if (!batch.empty()) run_job(*batch.front());
       }
+    } catch (...) {
+      // Only an allocation can throw here, before any job was counted out
+      // or finished (finishing is the last step of each path).
+      const Error error = current_error("writer");
+      release_connection(appends ? batch.size() : 0);
+      for (Job* job : batch) job->finish(error);
     }
     release_connection();
   }
@@ -937,7 +936,7 @@ void SqliteStore::take_jobs(std::vector<Job*>& batch) {
   }
 }
 
-void SqliteStore::run_appends(const std::vector<Job*>& jobs, Touches& touches,
+void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
                               bool inline_run) {
   std::vector<Status> results(jobs.size());
   Connection& c = *writer_;
@@ -989,11 +988,17 @@ void SqliteStore::release_connection(std::size_t appends_done) {
   if (!writer_holds_connection_) return;
   writer_holds_connection_ = false;
   std::lock_guard lock(mutex_);
+  hand_back_connection(appends_done);
+  if (appends_done > 0) last_batch_size_ = appends_done;
+}
+
+// Whoever held writer_ (the writer thread or an inline appender) gives it
+// up, counting out the `appends_done` appends it committed; a commit that
+// left the WAL past its limit asks the writer thread for a checkpoint.
+// Called under mutex_.
+void SqliteStore::hand_back_connection(std::size_t appends_done) {
   writer_busy_ = false;
-  if (appends_done > 0) {
-    appends_in_flight_ -= appends_done;
-    last_batch_size_ = appends_done;
-  }
+  appends_in_flight_ -= appends_done;
   if (!in_memory_ && wal_pages_ >= kWalCheckpointPages) {
     checkpoint_wanted_ = true;
   }
@@ -1356,8 +1361,7 @@ Status SqliteStore::append(std::string_view customer_id,
 // readers. Returns false, having changed nothing, when it cannot go ahead.
 bool SqliteStore::append_inline(WaitedJob& job) {
   if (in_memory_ || on_commit_thread()) return false;
-  std::vector<Job*> batch;
-  batch.push_back(&job);  // allocates; nothing has changed yet
+  Job* const batch[] = {&job};
   Touches touches;
   {
     std::lock_guard lock(mutex_);
@@ -1380,11 +1384,7 @@ bool SqliteStore::append_inline(WaitedJob& job) {
       bool notify = false;
       {
         std::lock_guard lock(store.mutex_);
-        store.writer_busy_ = false;
-        --store.appends_in_flight_;
-        if (store.wal_pages_ >= kWalCheckpointPages) {
-          store.checkpoint_wanted_ = true;
-        }
+        store.hand_back_connection(1);
         notify = store.writer_waits_for_connection_ || !store.queue_.empty() ||
                  !store.pending_touches_.empty() || store.checkpoint_wanted_;
       }
