@@ -220,11 +220,16 @@ lgr::SqliteStoreOptions store_options(const fs::path& path) {
   return o;
 }
 
-// A fresh database at `path` with `count` customers; returns their ids.
-std::vector<std::string> fresh_database(const fs::path& path, int count) {
+// Deletes the database at `path` with its WAL and shared-memory files.
+void remove_database(const fs::path& path) {
   for (const char* suffix : {"", "-wal", "-shm"}) {
     fs::remove(path.string() + suffix);
   }
+}
+
+// A fresh database at `path` with `count` customers; returns their ids.
+std::vector<std::string> fresh_database(const fs::path& path, int count) {
+  remove_database(path);
   auto store = lgr::open_sqlite_store(store_options(path));
   if (!store) {
     std::fprintf(stderr, "open failed: %s\n", store.error().message.c_str());
@@ -295,9 +300,7 @@ double store_rate(const fs::path& path, int customers, int threads,
 // enforcement, then the store. Customers are made through the C API too.
 double capi_rate(const fs::path& path, int customers, int threads,
                  std::int64_t total) {
-  for (const char* suffix : {"", "-wal", "-shm"}) {
-    fs::remove(path.string() + suffix);
-  }
+  remove_database(path);
   lgr_options* options = lgr_options_create();
   lgr_receiver* receiver = nullptr;
   if (options == nullptr ||
