@@ -3,7 +3,8 @@
 // schema, and read latency at growing row counts. Prints figures; asserts
 // nothing.
 //
-//   store_bench [directory]     (default: a new directory under /tmp)
+//   store_bench [--appends-only | --reads-only] [--no-gather] [--rounds N]
+//               [directory]     (default: a new directory under /tmp)
 //
 // Throughput: every run starts from a fresh database with 1,000 customers
 // (or 1) and commits with synchronous=FULL, like the store. The C API run
@@ -33,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -379,6 +381,14 @@ double median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+// The spread of per-round ratios, in percent: "min-max".
+std::string ratio_range(const std::vector<double>& ratios) {
+  const auto [low, high] = std::minmax_element(ratios.begin(), ratios.end());
+  char text[32];
+  std::snprintf(text, sizeof text, "%.0f-%.0f%%", 100.0 * *low, 100.0 * *high);
+  return text;
+}
+
 // Fills one customer's database up to each of `sizes` rows and times the
 // reads through the store.
 void read_latencies(const fs::path& path, int workloads,
@@ -416,39 +426,49 @@ void read_latencies(const fs::path& path, int workloads,
   }
 }
 
-void append_table(const fs::path& path) {
-  std::printf("%-28s %7s %11s %6s %11s %11s %6s %11s\n",
-              "append (median of 3)", "events", "C API ev/s", "ratio",
-              "store ev/s", "bare ev/s", "ratio", "rows-only ev/s");
+// Rates are medians over `rounds`. The ratios are the medians of each
+// round's own ratio: the four runs of a round follow each other within a
+// few seconds, while this machine's disk drifts by tens of percent over
+// minutes (bench/README.md), so a ratio of medians taken from different
+// rounds would mix disk speeds.
+void append_table(const fs::path& path, int rounds) {
+  char title[32];
+  std::snprintf(title, sizeof title, "append (%d rounds)", rounds);
+  std::printf("%-28s %7s %11s %6s %9s %11s %11s %6s %9s %11s\n", title,
+              "events", "C API ev/s", "ratio", "range", "store ev/s",
+              "bare ev/s", "ratio", "range", "rows-only ev/s");
   struct Run {
     int customers;
     int threads;
     std::int64_t events;
   };
-  for (const Run run : {Run{1000, 1, 1000}, Run{1000, 8, 8000}, Run{1, 1, 1000},
-                        Run{1, 8, 8000}, Run{1000, 64, 32000}}) {
+  // About a second per run: shorter runs of a single thread moved by up to
+  // a third from one to the next with this machine's disk.
+  for (const Run run : {Run{1000, 1, 3000}, Run{1000, 8, 12000},
+                        Run{1, 1, 3000}, Run{1, 8, 16000},
+                        Run{1000, 64, 32000}}) {
     // Interleaved, so that disk noise hits all four alike.
-    std::vector<double> capi, store, bare, rows_only;
-    for (int repeat = 0; repeat < 3; ++repeat) {
+    std::vector<double> capi, store, bare, rows_only, capi_ratio, store_ratio;
+    for (int round = 0; round < rounds; ++round) {
       capi.push_back(capi_rate(path, run.customers, run.threads, run.events));
       store.push_back(store_rate(path, run.customers, run.threads, run.events));
       bare.push_back(
           bare_rate(path, run.customers, run.threads, run.events, true));
       rows_only.push_back(
           bare_rate(path, run.customers, run.threads, run.events, false));
+      capi_ratio.push_back(capi.back() / bare.back());
+      store_ratio.push_back(store.back() / bare.back());
     }
     char label[64];
     std::snprintf(label, sizeof label, "%d thread%s, %d customer%s",
                   run.threads, run.threads == 1 ? "" : "s", run.customers,
                   run.customers == 1 ? "" : "s");
-    const double c_rate = median(capi);
-    const double s_rate = median(store);
-    const double b_rate = median(bare);
-    const double r_rate = median(rows_only);
-    std::printf("%-28s %7lld %11.0f %5.0f%% %11.0f %11.0f %5.0f%% %11.0f\n",
-                label, static_cast<long long>(run.events), c_rate,
-                100.0 * c_rate / b_rate, s_rate, b_rate,
-                100.0 * s_rate / b_rate, r_rate);
+    std::printf(
+        "%-28s %7lld %11.0f %5.0f%% %9s %11.0f %11.0f %5.0f%% %9s %11.0f\n",
+        label, static_cast<long long>(run.events), median(capi),
+        100.0 * median(capi_ratio), ratio_range(capi_ratio).c_str(),
+        median(store), median(bare), 100.0 * median(store_ratio),
+        ratio_range(store_ratio).c_str(), median(rows_only));
   }
 }
 
@@ -456,15 +476,27 @@ void append_table(const fs::path& path) {
 
 constexpr const char* kUsage =
     "usage: store_bench [--appends-only | --reads-only] [--no-gather] "
-    "[DIRECTORY]\n";
+    "[--rounds N] [DIRECTORY]\n"
+    "  --rounds N  interleaved rounds per append row, 1..99 (default 5)\n";
 
 int main(int argc, char** argv) {
   fs::path dir;
   bool appends = true;
   bool reads = true;
+  int rounds = 5;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--appends-only") {
+    if (arg == "--rounds") {
+      const char* value = i + 1 < argc ? argv[++i] : "";
+      char* end = nullptr;
+      const long parsed = std::strtol(value, &end, 10);
+      if (*value == '\0' || *end != '\0' || parsed < 1 || parsed > 99) {
+        std::fprintf(stderr, "store_bench: --rounds takes 1..99, not '%s'\n%s",
+                     value, kUsage);
+        return 2;
+      }
+      rounds = static_cast<int>(parsed);
+    } else if (arg == "--appends-only") {
       reads = false;
     } else if (arg == "--reads-only") {
       appends = false;
@@ -505,7 +537,7 @@ int main(int argc, char** argv) {
   std::printf("store_bench in %s (SQLite %s)\n\n", dir.c_str(),
               sqlite3_libversion());
 
-  if (appends) append_table(path);
+  if (appends) append_table(path, rounds);
   if (reads) {
     std::printf("\n%-24s %12s %12s %14s %16s\n", "reads (one customer)",
                 "stats p50 us", "stats p99 us", "events500 p50",
