@@ -53,8 +53,9 @@ int record_wal_pages(void* wal_pages, sqlite3*, const char*, int pages) {
 
 // ---- Writes that only the store issues --------------------------------------
 
-// The writer's page cache (the readers keep SQLite's default): bounded so
-// that the server stays well under its memory target (bench/README.md).
+// The writer's page cache: bounded so that the server stays well under its
+// memory target (bench/README.md). tests/reliability/soak_test.cpp allows
+// for this ceiling and kReaderCacheKiB's in its RSS bound.
 constexpr int kWriterCacheKiB = 16 * 1024;
 // Each read connection's page cache. A commit empties it anyway (SQLite
 // drops a WAL reader's cache when the database changed), and one read

@@ -4,8 +4,8 @@
 //
 // Four threads ingest for three customers while two threads read stats,
 // events and profiles, for S seconds. Afterwards:
-// - RSS (VmRSS) did not grow past 1.5 x its value after the warm-up (the
-//   first quarter of the run) + 8 MiB;
+// - RSS (VmRSS) did not grow past its value after the warm-up (the first
+//   quarter of the run) + the ceilings of the store's page caches + 8 MiB;
 // - the WAL file is under 8 MiB at the end of the run, before close
 //   (checkpoints kept up with the writes despite the readers), and gone or
 //   empty after close;
@@ -23,6 +23,14 @@ constexpr int kWriters = 4;
 constexpr int kReaders = 2;
 constexpr long long kWalLimit = 8LL * 1024 * 1024;
 constexpr long long kRssSlackKib = 8 * 1024;
+// The store's page caches fill as the database grows, up to their
+// ceilings in lib/sqlite_store.cpp: 16 MiB for the writer connection and
+// 1 MiB for each read connection, of which this test has at most six at
+// once (four ingesting threads looking up tokens, two readers). A fast
+// machine writes a database larger than the writer's cache within the run,
+// so that growth is allowed; a leak grows past it. (A bound of 1.5 x the
+// warm-up figure + 8 MiB failed by 98 KiB on a run of 77,000 events.)
+constexpr long long kPageCachesKib = 16 * 1024 + 6 * 1024;
 
 struct Shared {
   lgr_receiver* receiver = nullptr;
@@ -110,7 +118,7 @@ int main(int argc, char** argv) {
   const long long wal_end = rel::file_size(db + "-wal");
 
   REL_CHECK_MSG(rss_warm > 0, "no RSS sample after the warm-up");
-  const long long rss_bound = rss_warm * 3 / 2 + kRssSlackKib;
+  const long long rss_bound = rss_warm + kPageCachesKib + kRssSlackKib;
   if (rel::kSanitized) {
     std::printf("soak: RSS bound not checked under the sanitizers\n");
   } else {
