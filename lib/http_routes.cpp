@@ -123,7 +123,7 @@ bool is_json_media_type(std::string_view content_type) {
 // whose payload has yet to be validated and stored (synchronously or not).
 struct Routed {
   std::optional<HttpResponse> answer;
-  std::string ingest_customer;
+  IngestCredential ingest_for;  // when the answer is left to the ingest
 };
 
 Routed answered(HttpResponse response) {
@@ -139,8 +139,8 @@ Routed admit_ingest(Receiver& receiver, const HttpRequest& request) {
         ErrorCode::browser_requests_not_allowed, "",
         "the ingest route does not accept browser requests")));
   }
-  auto customer = receiver.authenticate(request.authorization.value_or(""));
-  if (!customer) return answered(error_http_response(customer.error()));
+  auto who = receiver.authenticate_ingest(request.authorization.value_or(""));
+  if (!who) return answered(error_http_response(who.error()));
 
   const std::size_t cap = receiver.options().max_body_bytes;
   if (request.content_length) {
@@ -168,7 +168,7 @@ Routed admit_ingest(Receiver& receiver, const HttpRequest& request) {
         make_error(ErrorCode::unsupported_media_type, "",
                    "the body must be application/json")));
   }
-  return Routed{std::nullopt, std::move(*customer)};
+  return Routed{std::nullopt, std::move(*who)};
 }
 
 // The answer to an admitted ingest, once the receiver has decided.
@@ -410,8 +410,8 @@ Routed route_request(Receiver& receiver, const HttpRequest& request) {
 HttpResponse handle_http(Receiver& receiver, const HttpRequest& request) {
   Routed routed = route_request(receiver, request);
   if (routed.answer) return std::move(*routed.answer);
-  auto outcome = receiver.ingest_for(routed.ingest_customer, request.body);
-  return ingest_response(std::move(routed.ingest_customer),
+  auto outcome = receiver.ingest_for(routed.ingest_for, request.body);
+  return ingest_response(std::move(routed.ingest_for.customer_id),
                          std::move(outcome));
 }
 
@@ -422,10 +422,9 @@ void handle_http_async(Receiver& receiver, const HttpRequest& request,
     done(std::move(*routed.answer));
     return;
   }
-  const std::string customer = routed.ingest_customer;
   receiver.ingest_for_async(
-      customer, request.body,
-      [customer = std::move(routed.ingest_customer),
+      routed.ingest_for, request.body,
+      [customer = routed.ingest_for.customer_id,
        done = std::move(done)](Result<IngestOutcome> outcome) mutable {
         // Runs on the writer thread, where nothing may escape: without
         // memory for the answer, a bare 500 still completes the request.

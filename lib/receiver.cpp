@@ -48,11 +48,19 @@ bool ascii_iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+namespace {
+
+Error no_valid_token() {
+  return make_error(ErrorCode::unauthorized, "",
+                    "a valid bearer token is required");
+}
+
+}  // namespace
+
 Error token_owner_gone() {
   // The token was valid a moment ago and its customer was deleted since:
   // to the caller that is simply a token that no longer works.
-  return make_error(ErrorCode::unauthorized, "",
-                    "a valid bearer token is required");
+  return no_valid_token();
 }
 
 std::string_view bearer_token(std::string_view authorization) {
@@ -190,18 +198,26 @@ Result<std::string> Receiver::authenticate(std::string_view authorization) {
   // an empty token, so timing does not tell the cases apart.
   auto customer = store_->authenticate(bearer_token(authorization));
   if (!customer) return customer.error();
-  if (!*customer) {
-    return make_error(ErrorCode::unauthorized, "",
-                      "a valid bearer token is required");
-  }
+  if (!*customer) return no_valid_token();
   return std::move(**customer);
+}
+
+Result<IngestCredential> Receiver::authenticate_ingest(
+    std::string_view authorization) {
+  Call call(*this);
+  if (call.closed()) return closed_error();
+  // As authenticate(): every header goes through hash-and-lookup.
+  auto who = store_->authenticate_ingest(bearer_token(authorization));
+  if (!who) return who.error();
+  if (!*who) return no_valid_token();
+  return std::move(**who);
 }
 
 Result<IngestOutcome> Receiver::ingest(std::string_view authorization,
                                        std::string_view body) {
-  auto customer = authenticate(authorization);
-  if (!customer) return customer.error();
-  auto outcome = ingest_for(*customer, body);
+  auto who = authenticate_ingest(authorization);
+  if (!who) return who.error();
+  auto outcome = ingest_for(*who, body);
   if (!outcome && outcome.error().code == ErrorCode::customer_not_found) {
     return token_owner_gone();
   }
@@ -210,19 +226,30 @@ Result<IngestOutcome> Receiver::ingest(std::string_view authorization,
 
 Result<IngestOutcome> Receiver::ingest_for(std::string_view customer_id,
                                            std::string_view body) {
+  return ingest_for(IngestCredential{std::string(customer_id), {}, 0}, body);
+}
+
+Result<IngestOutcome> Receiver::ingest_for(const IngestCredential& who,
+                                           std::string_view body) {
   Call call(*this);
   if (call.closed()) return closed_error();
   auto validated = validator_.validate(body, now());
   if (!validated) return validated.error();
 
-  auto stored = store_->append(customer_id, validated->event);
+  auto stored = store_->append_for(who, validated->event);
   if (!stored) return stored.error();
-  return IngestOutcome{std::string(customer_id),
+  return IngestOutcome{who.customer_id,
                        std::move(validated->redacted),
                        std::move(validated->ignored)};
 }
 
 void Receiver::ingest_for_async(std::string_view customer_id,
+                                std::string_view body, IngestDone done) {
+  ingest_for_async(IngestCredential{std::string(customer_id), {}, 0}, body,
+                   std::move(done));
+}
+
+void Receiver::ingest_for_async(const IngestCredential& who,
                                 std::string_view body, IngestDone done) {
   Error refusal;
   // Holds `done` from the moment the payload is valid; the store takes it
@@ -235,7 +262,7 @@ void Receiver::ingest_for_async(std::string_view customer_id,
     } else if (auto validated = validator_.validate(body, now()); !validated) {
       refusal = validated.error();
     } else {
-      IngestOutcome accepted{std::string(customer_id),
+      IngestOutcome accepted{who.customer_id,
                              std::move(validated->redacted),
                              std::move(validated->ignored)};
       on_stored = [accepted = std::move(accepted),
@@ -254,8 +281,8 @@ void Receiver::ingest_for_async(std::string_view customer_id,
         }
         done(std::move(error));
       };
-      Status queued = store_->append_async(
-          customer_id, std::move(validated->event), std::move(on_stored));
+      Status queued = store_->append_for_async(
+          who, std::move(validated->event), std::move(on_stored));
       if (queued) return;
       refusal = queued.error();
     }

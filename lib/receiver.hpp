@@ -61,11 +61,19 @@ class Receiver {
 
   // `authorization` is a raw Authorization header value.
   Result<std::string> authenticate(std::string_view authorization);
+  // authenticate() for an ingest, possibly answered from the store's token
+  // cache: the store checks the token again when it commits the event
+  // (Store::authenticate_ingest). Reads use authenticate().
+  Result<IngestCredential> authenticate_ingest(std::string_view authorization);
   Result<IngestOutcome> ingest(std::string_view authorization,
                                std::string_view body);
   // Validates and stores for a customer the host has already
   // authenticated.
   Result<IngestOutcome> ingest_for(std::string_view customer_id,
+                                   std::string_view body);
+  // The same for a credential from authenticate_ingest(): unauthorized,
+  // with nothing stored, if the token stopped working before the commit.
+  Result<IngestOutcome> ingest_for(const IngestCredential& who,
                                    std::string_view body);
 
   // Must not throw.
@@ -76,6 +84,8 @@ class Receiver {
   // from the store's writer thread after the commit (see
   // Store::append_async). `body` is read before this returns.
   void ingest_for_async(std::string_view customer_id, std::string_view body,
+                        IngestDone done);
+  void ingest_for_async(const IngestCredential& who, std::string_view body,
                         IngestDone done);
 
   Result<std::string> stats_json(std::string_view customer_id);

@@ -76,6 +76,12 @@ inline constexpr const char* kAuthenticate =
     "SELECT customer_id FROM tokens"
     " WHERE token_hash = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)";
 
+// kAuthenticate with the token's expiry, for the token cache.
+// ?1 token_hash, ?2 now
+inline constexpr const char* kAuthenticateIngest =
+    "SELECT customer_id, revoked_at FROM tokens"
+    " WHERE token_hash = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)";
+
 // ?1 customer_id
 inline constexpr const char* kCustomerExists =
     "SELECT 1 FROM customers WHERE customer_id = ?1";

@@ -37,6 +37,8 @@ constexpr std::int64_t kLastSeenInterval = 60;  // seconds
 // writer commits them on their own.
 constexpr auto kTouchDelay = std::chrono::seconds(1);
 constexpr int kCustomerIdAttempts = 4;
+// Tokens kept by authenticate_ingest(); the cache starts over when full.
+constexpr std::size_t kTokenCacheEntries = 4096;
 constexpr std::size_t kMaxBatchLimit = 65536;
 // The writer restarts the WAL once it holds this many pages (4 MiB at the
 // default page size) and the file is truncated back to this many bytes.
@@ -159,6 +161,13 @@ Error customer_not_found(std::string_view operation,
   if (customer_id.size() > kShown) shown += "...";
   return make_error(ErrorCode::customer_not_found, "",
                     std::string(operation) + ": no customer '" + shown + "'");
+}
+
+// An ingest whose token was revoked between its check and its commit.
+Error token_stopped_working() {
+  return make_error(ErrorCode::unauthorized, "",
+                    "append: the bearer token stopped working before the "
+                    "event was committed");
 }
 
 Error negative_argument(std::string_view operation, std::string pointer) {
@@ -544,9 +553,15 @@ class SqliteStore final : public Store {
   Result<std::vector<CustomerInfo>> list_customers() override;
   Result<std::optional<std::string>> authenticate(
       std::string_view token) override;
+  Result<std::optional<IngestCredential>> authenticate_ingest(
+      std::string_view token) override;
   Status append(std::string_view customer_id, const LoopEvent& event) override;
   Status append_async(std::string_view customer_id, LoopEvent event,
                       AppendDone&& done) override;
+  Status append_for(const IngestCredential& who,
+                    const LoopEvent& event) override;
+  Status append_for_async(const IngestCredential& who, LoopEvent event,
+                          AppendDone&& done) override;
   bool on_commit_thread() const override {
     return std::this_thread::get_id() == writer_id_.load();
   }
@@ -566,6 +581,10 @@ class SqliteStore final : public Store {
     const char* operation = "";
     std::string customer_id;
     const LoopEvent* event = nullptr;
+    // The credential's token hash and generation (IngestCredential); an
+    // empty hash means nothing to re-check.
+    std::string token_hash;
+    std::uint64_t token_generation = 0;
     Work work;
 
     virtual ~Job() = default;
@@ -661,6 +680,26 @@ class SqliteStore final : public Store {
   Result<T> customer_read(const char* op, const std::string& customer_id,
                           int limit, const char* limit_name, Fill fill);
   void note_seen(const std::string& customer_id, std::int64_t at);
+  // The appends, with the token to re-check (empty: none).
+  Status append_job(std::string_view customer_id, std::string_view token_hash,
+                    std::uint64_t token_generation, const LoopEvent& event);
+  Status append_job_async(std::string_view customer_id,
+                          std::string_view token_hash,
+                          std::uint64_t token_generation, LoopEvent event,
+                          AppendDone& done);
+
+  // The token cache (see authenticate_ingest).
+  struct CachedToken {
+    std::string customer_id;
+    std::optional<std::int64_t> revoked_at;  // a future expiry (rotation)
+  };
+  Result<std::optional<CachedToken>> look_up_token(const char* operation,
+                                                   const std::string& hash,
+                                                   std::int64_t at);
+  void forget_tokens();
+  std::uint64_t token_generation_for_batch(Connection& c);
+  bool token_still_valid(Connection& c, const Job& job,
+                         std::uint64_t generation, std::int64_t at);
 
   // Writer thread.
   void writer_main();
@@ -691,6 +730,14 @@ class SqliteStore final : public Store {
   std::unique_ptr<Connection> writer_;
   std::size_t last_batch_size_ = 1;  // guarded by mutex_
   int wal_pages_ = 0;  // frames in the WAL after the last commit
+  // PRAGMA data_version of writer_ at the last batch; -1 before the first.
+  std::int64_t writer_data_version_ = -1;
+
+  std::mutex token_cache_mutex_;  // guards the two below
+  std::unordered_map<std::string, CachedToken> token_cache_;
+  // Advanced whenever cached tokens may have gone stale: a credential
+  // checked at an older generation is checked again at its commit.
+  std::uint64_t token_generation_ = 1;
   std::chrono::microseconds last_commit_duration_{0};
 
   std::mutex mutex_;              // guards everything below
@@ -946,8 +993,11 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
     const std::int64_t received_at = now();
     BatchRollups rollups;
     c.run(kBeginImmediate);
+    const std::uint64_t generation = token_generation_for_batch(c);
     for (std::size_t i = 0; i < jobs.size(); ++i) {
-      results[i] = insert_event(c, *jobs[i], received_at, rollups);
+      results[i] = token_still_valid(c, *jobs[i], generation, received_at)
+                       ? insert_event(c, *jobs[i], received_at, rollups)
+                       : token_stopped_working();
     }
     rollups.write(c);
     write_touches(c, touches);
@@ -1082,6 +1132,9 @@ void SqliteStore::run_job(Job& job) {
     result = current_error(job.operation);
     c.rollback_quietly();
   }
+  // Rotations, revocations and deletions change tokens: the cache forgets
+  // them here, on the writer's connection and before any later batch.
+  if (job.kind == JobKind::write) forget_tokens();
   release_connection();  // as in run_appends: before the caller wakes
   job.finish(std::move(result));
 }
@@ -1314,26 +1367,147 @@ Result<std::optional<std::string>> SqliteStore::authenticate(
     if (!hash) return hash.error();
     const std::int64_t at = now();
 
-    std::optional<std::string> customer;
-    Status status = run_read(kOp, false, [&](Connection& c) -> Status {
-      Use query(c.statement(sql::kAuthenticate));
-      query->bind(1, *hash);
-      query->bind(2, at);
-      if (query->executeStep()) customer = query->getColumn(0).getString();
-      return {};
-    });
-    if (!status) return status.error();
-    if (customer) note_seen(*customer, at);
-    return customer;
+    auto found = look_up_token(kOp, *hash, at);
+    if (!found) return found.error();
+    if (!*found) return std::optional<std::string>();
+    note_seen((*found)->customer_id, at);
+    return std::optional<std::string>(std::move((*found)->customer_id));
   } catch (...) {
     return current_error(kOp);
   }
+}
+
+// The token with hash `hash` if it works at `at`, with its expiry.
+Result<std::optional<SqliteStore::CachedToken>> SqliteStore::look_up_token(
+    const char* operation, const std::string& hash, std::int64_t at) {
+  std::optional<CachedToken> found;
+  Status status = run_read(operation, false, [&](Connection& c) -> Status {
+    found.reset();  // a retried read starts over
+    Use query(c.statement(sql::kAuthenticateIngest));
+    query->bind(1, hash);
+    query->bind(2, at);
+    if (query->executeStep()) {
+      found = CachedToken{query->getColumn(0).getString(),
+                          int_or_null(*query, 1)};
+    }
+    return {};
+  });
+  if (!status) return status.error();
+  return found;
+}
+
+// Ingest answers from a cache of the tokens it has found. A lookup right
+// after a commit re-reads the token's pages, since SQLite empties a WAL
+// reader's cache whenever the database changed: 4-8 µs of the server's CPU
+// per request (bench/README.md). The cache goes stale in two ways, and in
+// neither does a revoked token get an event stored:
+// - this store changes tokens: each admin write moves the generation on,
+//   on the writer thread right after its commit (run_job);
+// - another connection changes them: the writer sees PRAGMA data_version
+//   move inside the next batch's transaction and moves it on then.
+// An append whose credential was checked at an older generation than its
+// batch's is looked up again inside that transaction (token_still_valid).
+// Unknown tokens are not cached, so every miss is a lookup as in
+// authenticate(). Hashes are compared, not tokens: a hit answering faster
+// than a miss tells nothing about any other token.
+Result<std::optional<IngestCredential>> SqliteStore::authenticate_ingest(
+    std::string_view token) {
+  constexpr const char* kOp = "authenticate";
+  CallScope scope(*this);
+  if (!scope) return closed_error(kOp);
+
+  try {
+    auto hash = tokens::hash_token(token);
+    if (!hash) return hash.error();
+    const std::int64_t at = now();
+
+    std::optional<IngestCredential> who;
+    std::uint64_t generation = 0;
+    {
+      std::lock_guard lock(token_cache_mutex_);
+      generation = token_generation_;
+      const auto it = token_cache_.find(*hash);
+      if (it != token_cache_.end() &&
+          (!it->second.revoked_at || *it->second.revoked_at > at)) {
+        who = IngestCredential{it->second.customer_id, *hash, generation};
+      }
+    }
+    if (!who) {
+      auto looked_up = look_up_token(kOp, *hash, at);
+      if (!looked_up) return looked_up.error();
+      std::optional<CachedToken>& found = *looked_up;
+      if (!found) return who;
+      who = IngestCredential{found->customer_id, *hash, generation};
+      std::lock_guard lock(token_cache_mutex_);
+      // Read at `generation`: once that has moved on, the row read may be
+      // stale already, and only a later lookup may fill the cache.
+      if (token_generation_ == generation) {
+        if (token_cache_.size() >= kTokenCacheEntries) token_cache_.clear();
+        token_cache_.insert_or_assign(*hash, std::move(*found));
+      }
+    }
+    note_seen(who->customer_id, at);
+    return who;
+  } catch (...) {
+    return current_error(kOp);
+  }
+}
+
+void SqliteStore::forget_tokens() {
+  std::lock_guard lock(token_cache_mutex_);
+  token_cache_.clear();
+  ++token_generation_;
+}
+
+// Called inside the batch's write transaction: no other connection can
+// commit between this check and the batch's own commit.
+std::uint64_t SqliteStore::token_generation_for_batch(Connection& c) {
+  Use version(c.statement("PRAGMA data_version"));
+  version->executeStep();
+  const std::int64_t seen = version->getColumn(0).getInt64();
+  if (seen != writer_data_version_) {
+    // Another connection wrote since the last batch, or this is the
+    // first batch (and the cache may hold tokens checked before it).
+    writer_data_version_ = seen;
+    forget_tokens();
+  }
+  std::lock_guard lock(token_cache_mutex_);
+  return token_generation_;
+}
+
+// Whether the job may be committed in this batch: it has no token to
+// check, its token was checked at the batch's generation, or a lookup in
+// the batch's transaction finds the token still owned by its customer.
+bool SqliteStore::token_still_valid(Connection& c, const Job& job,
+                                    std::uint64_t generation,
+                                    std::int64_t at) {
+  if (job.token_hash.empty() || job.token_generation == generation) {
+    return true;
+  }
+  Use query(c.statement(sql::kAuthenticate));
+  query->bind(1, job.token_hash);
+  query->bind(2, at);
+  return query->executeStep() && query->getColumn(0).getString() ==
+                                     job.customer_id;
 }
 
 // ---- Events -----------------------------------------------------------------
 
 Status SqliteStore::append(std::string_view customer_id,
                            const LoopEvent& event) {
+  return append_job(customer_id, {}, 0, event);
+}
+
+Status SqliteStore::append_for(const IngestCredential& who,
+                               const LoopEvent& event) {
+  return append_job(who.customer_id, who.token_hash, who.checked_generation,
+                    event);
+}
+
+Status SqliteStore::append_job(std::string_view customer_id,
+                               std::string_view token_hash,
+                               std::uint64_t token_generation,
+                               const LoopEvent& event) {
   constexpr const char* kOp = "append";
   CallScope scope(*this);
   if (!scope) return closed_error(kOp);
@@ -1343,6 +1517,8 @@ Status SqliteStore::append(std::string_view customer_id,
     job.kind = JobKind::append;
     job.operation = kOp;
     job.customer_id = std::string(customer_id);
+    job.token_hash = std::string(token_hash);
+    job.token_generation = token_generation;
     job.event = &event;
     if (append_inline(job)) return job.wait();
     return submit(job);
@@ -1412,6 +1588,20 @@ bool SqliteStore::append_inline(WaitedJob& job) {
 
 Status SqliteStore::append_async(std::string_view customer_id,
                                  LoopEvent event, AppendDone&& done) {
+  return append_job_async(customer_id, {}, 0, std::move(event), done);
+}
+
+Status SqliteStore::append_for_async(const IngestCredential& who,
+                                     LoopEvent event, AppendDone&& done) {
+  return append_job_async(who.customer_id, who.token_hash,
+                          who.checked_generation, std::move(event), done);
+}
+
+// `done` is moved from only when the job was queued.
+Status SqliteStore::append_job_async(std::string_view customer_id,
+                                     std::string_view token_hash,
+                                     std::uint64_t token_generation,
+                                     LoopEvent event, AppendDone& done) {
   constexpr const char* kOp = "append";
   CallScope scope(*this);
   if (!scope) return closed_error(kOp);
@@ -1420,6 +1610,8 @@ Status SqliteStore::append_async(std::string_view customer_id,
   try {
     job = std::make_unique<CallbackJob>(std::string(customer_id),
                                         std::move(event), std::move(done));
+    job->token_hash = std::string(token_hash);
+    job->token_generation = token_generation;
     Status queued = enqueue(*job);
     if (queued) {
       job.release();  // the writer deletes it after its callback

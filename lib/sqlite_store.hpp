@@ -31,6 +31,13 @@
 // in-memory database (":memory:" or "") cannot be shared between
 // connections, so there every read runs on the writer thread.
 //
+// Tokens: authenticate() looks every token up. authenticate_ingest() keeps
+// the tokens it found in memory (4,096 at most) and answers from there; an
+// append carrying a credential checked before tokens may have changed (an
+// admin write through this store, or any write by another connection, seen
+// through PRAGMA data_version) looks its token up again inside the batch's
+// transaction, so that a revoked token never gets an event committed.
+//
 // Thread safety: one store may be used from any number of threads at once.
 // close() may race with other calls: calls that already started finish,
 // later ones fail with ErrorCode::closed. close() returns once the writer

@@ -49,6 +49,18 @@ struct CustomerInfo {
   std::int64_t event_count = 0;
 };
 
+// What Store::authenticate_ingest() found: the customer, and what the
+// backend needs to check the token again when the event is committed.
+struct IngestCredential {
+  std::string customer_id;
+  // The token's hash as the backend stores it; empty when the host
+  // authenticated the customer itself, which leaves nothing to re-check.
+  std::string token_hash;
+  // The backend's own mark of the state that vouched for the token (for
+  // SQLite, the generation of its token cache); 0 where it keeps none.
+  std::uint64_t checked_generation = 0;
+};
+
 // ---- Reads ------------------------------------------------------------------
 
 struct OutcomeCount {
@@ -137,6 +149,21 @@ class Store {
   virtual Result<std::optional<std::string>> authenticate(
       std::string_view token) = 0;
 
+  // authenticate() for an ingest. A backend may answer it from a cache of
+  // tokens, because append_for() checks the token again, inside the
+  // transaction that commits the event, whenever tokens may have changed
+  // since this check (another process may have revoked one): a revoked
+  // token stops working at once. Reads keep using authenticate(). This
+  // default looks the token up every time and leaves nothing to re-check.
+  virtual Result<std::optional<IngestCredential>> authenticate_ingest(
+      std::string_view token) {
+    auto customer = authenticate(token);
+    if (!customer) return customer.error();
+    if (!*customer) return std::optional<IngestCredential>();
+    return std::optional<IngestCredential>(
+        IngestCredential{std::move(**customer), {}, 0});
+  }
+
   // Events. Blocks until the event is committed.
   virtual Status append(std::string_view customer_id,
                         const LoopEvent& event) = 0;
@@ -154,6 +181,19 @@ class Store {
   // after every accepted append's `done` has returned.
   virtual Status append_async(std::string_view customer_id, LoopEvent event,
                               AppendDone&& done) = 0;
+
+  // append() and append_async() for a credential from
+  // authenticate_ingest(): fail with ErrorCode::unauthorized, storing
+  // nothing, when the token no longer authorizes the customer at the
+  // commit. These defaults suit a backend without a token cache.
+  virtual Status append_for(const IngestCredential& who,
+                            const LoopEvent& event) {
+    return append(who.customer_id, event);
+  }
+  virtual Status append_for_async(const IngestCredential& who, LoopEvent event,
+                                  AppendDone&& done) {
+    return append_async(who.customer_id, std::move(event), std::move(done));
+  }
 
   // True on the thread that commits queued appends and runs their
   // AppendDone callbacks: a call that waits for that thread must not be

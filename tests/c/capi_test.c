@@ -449,8 +449,16 @@ int main(int argc, char **argv) {
   CHECK(strstr(json, "\"name\":\"Acme\",\"email\":\"ops@acme.example\"") !=
         NULL);
   lgr_string_free(json);
+  /* An ingest has seen cust_b's token just before the revocation; the next
+     one is refused all the same. */
+  CHECK_EQ_INT(lgr_ingest(r, auth_b, g_fixtures[0].body, g_fixtures[0].len,
+                          NULL, NULL),
+               LGR_OK);
   CHECK_EQ_INT(lgr_customer_revoke(r, cust_b, NULL), LGR_OK);
   CHECK_EQ_INT(lgr_authenticate(r, auth_b, &who, NULL), LGR_ERR_UNAUTHORIZED);
+  CHECK_EQ_INT(lgr_ingest(r, auth_b, g_fixtures[0].body, g_fixtures[0].len,
+                          NULL, NULL),
+               LGR_ERR_UNAUTHORIZED);
   CHECK_EQ_INT(lgr_customer_delete(r, cust_b, NULL), LGR_OK);
   CHECK_EQ_INT(lgr_customer_delete(r, cust_b, &err), LGR_ERR_NOT_FOUND);
   lgr_error_free(err);

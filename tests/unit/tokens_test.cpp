@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -29,6 +30,24 @@ std::string who(Store& store, std::string_view token) {
   auto result = store.authenticate(token);
   if (!result) return code_of(result);
   return result->value_or("none");
+}
+
+// What an ingest with `token` gets, through the ingest path's token check
+// and append: the customer the event was stored for, "none" when the token
+// authenticates nobody, or the error code of the append.
+std::string ingest_as(Store& store, std::string_view token) {
+  auto who = store.authenticate_ingest(token);
+  if (!who) return code_of(who);
+  if (!*who) return "none";
+  const Status stored = store.append_for(**who, make_event(kNow));
+  if (!stored) return code_of(stored);
+  return (*who)->customer_id;
+}
+
+std::int64_t events_of(const std::filesystem::path& db,
+                       const std::string& customer_id) {
+  return query_int(db, "SELECT COUNT(*) FROM loop_events WHERE customer_id"
+                       " = '" + customer_id + "'");
 }
 
 }  // namespace
@@ -278,6 +297,77 @@ TEST_SUITE("tokens") {
       seen = must(store->list_customers()).at(0).last_seen_at.value_or(-1);
     }
     CHECK(seen == kNow);
+  }
+
+  // authenticate_ingest() may answer from the store's token cache; these
+  // check that no answer from it lets a revoked token store an event.
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "an ingest credential is refused at the commit once its "
+                    "token was revoked here") {
+    REQUIRE(open() == "ok");
+    auto issued = store->create_customer("Acme", std::nullopt);
+    REQUIRE(issued);
+    const std::string& id = issued->customer_id;
+    const auto who = must(store->authenticate_ingest(issued->token));
+    REQUIRE(who.has_value());
+    CHECK(who->customer_id == id);
+    CHECK(who->token_hash == must(tokens::hash_token(issued->token)));
+    CHECK(store->append_for(*who, make_event(kNow)));
+    CHECK(ingest_as(*store, issued->token) == id);
+
+    // Checked before the revocation, committed after it.
+    CHECK(store->revoke_customer(id));
+    const Status late = store->append_for(*who, make_event(kNow));
+    CHECK(code_of(late) == "unauthorized");
+    CHECK(message_of(late) ==
+          "append: the bearer token stopped working before the event was "
+          "committed");
+    std::promise<Status> stored;
+    REQUIRE(store->append_for_async(
+        *who, make_event(kNow),
+        [&stored](Status status) { stored.set_value(std::move(status)); }));
+    CHECK(code_of(stored.get_future().get()) == "unauthorized");
+    CHECK(ingest_as(*store, issued->token) == "none");
+    CHECK(events_of(db_path(), id) == 2);
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a token revoked by another connection stops ingest at "
+                    "once") {
+    REQUIRE(open() == "ok");
+    auto revoked = store->create_customer("Revoked", std::nullopt);
+    auto kept = store->create_customer("Kept", std::nullopt);
+    REQUIRE(revoked);
+    REQUIRE(kept);
+    CHECK(ingest_as(*store, revoked->token) == revoked->customer_id);
+    CHECK(ingest_as(*store, revoked->token) == revoked->customer_id);
+    CHECK(ingest_as(*store, kept->token) == kept->customer_id);
+
+    // As the admin CLI in another process would.
+    execute(db_path(), "UPDATE tokens SET revoked_at = " +
+                           std::to_string(kNow) + " WHERE customer_id = '" +
+                           revoked->customer_id + "'");
+    // The cached token passes the first check; the commit refuses it.
+    CHECK(ingest_as(*store, revoked->token) == "unauthorized");
+    CHECK(ingest_as(*store, revoked->token) == "none");
+    CHECK(ingest_as(*store, kept->token) == kept->customer_id);
+    CHECK(events_of(db_path(), revoked->customer_id) == 2);
+    CHECK(events_of(db_path(), kept->customer_id) == 2);
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a cached token still stops at the end of its grace") {
+    REQUIRE(open() == "ok");
+    auto issued = store->create_customer("Acme", std::nullopt);
+    REQUIRE(issued);
+    auto rotated = store->rotate_token(issued->customer_id, 60);
+    REQUIRE(rotated);
+    CHECK(ingest_as(*store, issued->token) == issued->customer_id);
+    clock = kNow + 59;
+    CHECK(ingest_as(*store, issued->token) == issued->customer_id);
+    clock = kNow + 60;
+    CHECK(ingest_as(*store, issued->token) == "none");
+    CHECK(ingest_as(*store, *rotated) == issued->customer_id);
   }
 
 }  // TEST_SUITE
