@@ -206,7 +206,9 @@ Result<IngestCredential> Receiver::authenticate_ingest(
     std::string_view authorization) {
   Call call(*this);
   if (call.closed()) return closed_error();
-  // As authenticate(): every header goes through hash-and-lookup.
+  // Every header is hashed, as in authenticate(); a token the store has
+  // cached skips the lookup, which only tells the token's own holder that
+  // it was used lately.
   auto who = store_->authenticate_ingest(bearer_token(authorization));
   if (!who) return who.error();
   if (!*who) return no_valid_token();
@@ -226,7 +228,8 @@ Result<IngestOutcome> Receiver::ingest(std::string_view authorization,
 
 Result<IngestOutcome> Receiver::ingest_for(std::string_view customer_id,
                                            std::string_view body) {
-  return ingest_for(IngestCredential{std::string(customer_id), {}, 0}, body);
+  return ingest_for(
+      IngestCredential{std::string(customer_id), {}, 0, std::nullopt}, body);
 }
 
 Result<IngestOutcome> Receiver::ingest_for(const IngestCredential& who,
@@ -245,8 +248,9 @@ Result<IngestOutcome> Receiver::ingest_for(const IngestCredential& who,
 
 void Receiver::ingest_for_async(std::string_view customer_id,
                                 std::string_view body, IngestDone done) {
-  ingest_for_async(IngestCredential{std::string(customer_id), {}, 0}, body,
-                   std::move(done));
+  ingest_for_async(
+      IngestCredential{std::string(customer_id), {}, 0, std::nullopt}, body,
+      std::move(done));
 }
 
 void Receiver::ingest_for_async(const IngestCredential& who,

@@ -581,10 +581,11 @@ class SqliteStore final : public Store {
     const char* operation = "";
     std::string customer_id;
     const LoopEvent* event = nullptr;
-    // The credential's token hash and generation (IngestCredential); an
-    // empty hash means nothing to re-check.
+    // The credential's token hash, generation and expiry
+    // (IngestCredential); an empty hash means nothing to re-check.
     std::string token_hash;
     std::uint64_t token_generation = 0;
+    std::optional<std::int64_t> token_expires_at;
     Work work;
 
     virtual ~Job() = default;
@@ -680,13 +681,15 @@ class SqliteStore final : public Store {
   Result<T> customer_read(const char* op, const std::string& customer_id,
                           int limit, const char* limit_name, Fill fill);
   void note_seen(const std::string& customer_id, std::int64_t at);
-  // The appends, with the token to re-check (empty: none).
-  Status append_job(std::string_view customer_id, std::string_view token_hash,
-                    std::uint64_t token_generation, const LoopEvent& event);
+  // The appends behind append() and append_for(): `who` (null for a
+  // customer the host authenticated) carries the token to re-check.
+  Status append_job(std::string_view customer_id, const IngestCredential* who,
+                    const LoopEvent& event);
   Status append_job_async(std::string_view customer_id,
-                          std::string_view token_hash,
-                          std::uint64_t token_generation, LoopEvent event,
+                          const IngestCredential* who, LoopEvent event,
                           AppendDone& done);
+  // Copies what the writer re-checks from `who` into `job`.
+  static void take_credential(Job& job, const IngestCredential& who);
 
   // The token cache (see authenticate_ingest).
   struct CachedToken {
@@ -990,10 +993,12 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
   Connection& c = *writer_;
   const auto started = std::chrono::steady_clock::now();
   try {
-    const std::int64_t received_at = now();
     BatchRollups rollups;
     c.run(kBeginImmediate);
     const std::uint64_t generation = token_generation_for_batch(c);
+    // After BEGIN, which may have waited for another process's revocation:
+    // a revocation committed before it carries an earlier time than this.
+    const std::int64_t received_at = now();
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       results[i] = token_still_valid(c, *jobs[i], generation, received_at)
                        ? insert_event(c, *jobs[i], received_at, rollups)
@@ -1406,7 +1411,9 @@ Result<std::optional<SqliteStore::CachedToken>> SqliteStore::look_up_token(
 // - another connection changes them: the writer sees PRAGMA data_version
 //   move inside the next batch's transaction and moves it on then.
 // An append whose credential was checked at an older generation than its
-// batch's is looked up again inside that transaction (token_still_valid).
+// batch's is looked up again inside that transaction, and one past the
+// token's expiry (the end of a rotation's grace) is refused there
+// (token_still_valid).
 // Unknown tokens are not cached, so every miss is a lookup as in
 // authenticate(). Hashes are compared, not tokens: a hit answering faster
 // than a miss tells nothing about any other token.
@@ -1429,7 +1436,8 @@ Result<std::optional<IngestCredential>> SqliteStore::authenticate_ingest(
       const auto it = token_cache_.find(*hash);
       if (it != token_cache_.end() &&
           (!it->second.revoked_at || *it->second.revoked_at > at)) {
-        who = IngestCredential{it->second.customer_id, *hash, generation};
+        who = IngestCredential{it->second.customer_id, *hash, generation,
+                               it->second.revoked_at};
       }
     }
     if (!who) {
@@ -1437,7 +1445,8 @@ Result<std::optional<IngestCredential>> SqliteStore::authenticate_ingest(
       if (!looked_up) return looked_up.error();
       std::optional<CachedToken>& found = *looked_up;
       if (!found) return who;
-      who = IngestCredential{found->customer_id, *hash, generation};
+      who = IngestCredential{found->customer_id, *hash, generation,
+                             found->revoked_at};
       std::lock_guard lock(token_cache_mutex_);
       // Read at `generation`: once that has moved on, the row read may be
       // stale already, and only a later lookup may fill the cache.
@@ -1468,22 +1477,23 @@ std::uint64_t SqliteStore::token_generation_for_batch(Connection& c) {
   if (seen != writer_data_version_) {
     // Another connection wrote since the last batch, or this is the
     // first batch (and the cache may hold tokens checked before it).
+    forget_tokens();  // first: if it threw, the next batch would try again
     writer_data_version_ = seen;
-    forget_tokens();
   }
   std::lock_guard lock(token_cache_mutex_);
   return token_generation_;
 }
 
-// Whether the job may be committed in this batch: it has no token to
-// check, its token was checked at the batch's generation, or a lookup in
-// the batch's transaction finds the token still owned by its customer.
+// Whether the job may be committed in this batch at `at`: it has no token
+// to check; or its token has not expired by `at` and either was checked at
+// the batch's generation or a lookup in the batch's transaction finds it
+// still owned by its customer.
 bool SqliteStore::token_still_valid(Connection& c, const Job& job,
                                     std::uint64_t generation,
                                     std::int64_t at) {
-  if (job.token_hash.empty() || job.token_generation == generation) {
-    return true;
-  }
+  if (job.token_hash.empty()) return true;
+  if (job.token_expires_at && *job.token_expires_at <= at) return false;
+  if (job.token_generation == generation) return true;
   Use query(c.statement(sql::kAuthenticate));
   query->bind(1, job.token_hash);
   query->bind(2, at);
@@ -1495,18 +1505,22 @@ bool SqliteStore::token_still_valid(Connection& c, const Job& job,
 
 Status SqliteStore::append(std::string_view customer_id,
                            const LoopEvent& event) {
-  return append_job(customer_id, {}, 0, event);
+  return append_job(customer_id, nullptr, event);
 }
 
 Status SqliteStore::append_for(const IngestCredential& who,
                                const LoopEvent& event) {
-  return append_job(who.customer_id, who.token_hash, who.checked_generation,
-                    event);
+  return append_job(who.customer_id, &who, event);
+}
+
+void SqliteStore::take_credential(Job& job, const IngestCredential& who) {
+  job.token_hash = who.token_hash;
+  job.token_generation = who.checked_generation;
+  job.token_expires_at = who.expires_at;
 }
 
 Status SqliteStore::append_job(std::string_view customer_id,
-                               std::string_view token_hash,
-                               std::uint64_t token_generation,
+                               const IngestCredential* who,
                                const LoopEvent& event) {
   constexpr const char* kOp = "append";
   CallScope scope(*this);
@@ -1517,8 +1531,7 @@ Status SqliteStore::append_job(std::string_view customer_id,
     job.kind = JobKind::append;
     job.operation = kOp;
     job.customer_id = std::string(customer_id);
-    job.token_hash = std::string(token_hash);
-    job.token_generation = token_generation;
+    if (who) take_credential(job, *who);
     job.event = &event;
     if (append_inline(job)) return job.wait();
     return submit(job);
@@ -1588,19 +1601,17 @@ bool SqliteStore::append_inline(WaitedJob& job) {
 
 Status SqliteStore::append_async(std::string_view customer_id,
                                  LoopEvent event, AppendDone&& done) {
-  return append_job_async(customer_id, {}, 0, std::move(event), done);
+  return append_job_async(customer_id, nullptr, std::move(event), done);
 }
 
 Status SqliteStore::append_for_async(const IngestCredential& who,
                                      LoopEvent event, AppendDone&& done) {
-  return append_job_async(who.customer_id, who.token_hash,
-                          who.checked_generation, std::move(event), done);
+  return append_job_async(who.customer_id, &who, std::move(event), done);
 }
 
 // `done` is moved from only when the job was queued.
 Status SqliteStore::append_job_async(std::string_view customer_id,
-                                     std::string_view token_hash,
-                                     std::uint64_t token_generation,
+                                     const IngestCredential* who,
                                      LoopEvent event, AppendDone& done) {
   constexpr const char* kOp = "append";
   CallScope scope(*this);
@@ -1610,8 +1621,7 @@ Status SqliteStore::append_job_async(std::string_view customer_id,
   try {
     job = std::make_unique<CallbackJob>(std::string(customer_id),
                                         std::move(event), std::move(done));
-    job->token_hash = std::string(token_hash);
-    job->token_generation = token_generation;
+    if (who) take_credential(*job, *who);
     Status queued = enqueue(*job);
     if (queued) {
       job.release();  // the writer deletes it after its callback

@@ -36,7 +36,8 @@
 // append carrying a credential checked before tokens may have changed (an
 // admin write through this store, or any write by another connection, seen
 // through PRAGMA data_version) looks its token up again inside the batch's
-// transaction, so that a revoked token never gets an event committed.
+// transaction, and one past its credential's expires_at is refused there,
+// so that no event is committed on a token revoked or expired before.
 //
 // Thread safety: one store may be used from any number of threads at once.
 // close() may race with other calls: calls that already started finish,

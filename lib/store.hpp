@@ -59,6 +59,9 @@ struct IngestCredential {
   // The backend's own mark of the state that vouched for the token (for
   // SQLite, the generation of its token cache); 0 where it keeps none.
   std::uint64_t checked_generation = 0;
+  // When the token stops working if nothing else changes (the end of a
+  // rotation's grace), in seconds since the epoch; nullopt: no end set.
+  std::optional<std::int64_t> expires_at;
 };
 
 // ---- Reads ------------------------------------------------------------------
@@ -152,16 +155,18 @@ class Store {
   // authenticate() for an ingest. A backend may answer it from a cache of
   // tokens, because append_for() checks the token again, inside the
   // transaction that commits the event, whenever tokens may have changed
-  // since this check (another process may have revoked one): a revoked
-  // token stops working at once. Reads keep using authenticate(). This
-  // default looks the token up every time and leaves nothing to re-check.
+  // since this check (another process may have revoked one), and refuses
+  // it past expires_at: no event is committed on a token revoked or expired
+  // before that commit. Revocation times come from the revoking process's
+  // clock. Reads keep using authenticate(). This default looks the token up
+  // every time and leaves nothing to re-check.
   virtual Result<std::optional<IngestCredential>> authenticate_ingest(
       std::string_view token) {
     auto customer = authenticate(token);
     if (!customer) return customer.error();
     if (!*customer) return std::optional<IngestCredential>();
     return std::optional<IngestCredential>(
-        IngestCredential{std::move(**customer), {}, 0});
+        IngestCredential{std::move(**customer), {}, 0, std::nullopt});
   }
 
   // Events. Blocks until the event is committed.

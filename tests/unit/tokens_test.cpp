@@ -365,9 +365,16 @@ TEST_SUITE("tokens") {
     CHECK(ingest_as(*store, issued->token) == issued->customer_id);
     clock = kNow + 59;
     CHECK(ingest_as(*store, issued->token) == issued->customer_id);
+    const auto who = must(store->authenticate_ingest(issued->token));
+    REQUIRE(who.has_value());
+    CHECK(who->expires_at == std::optional<std::int64_t>(kNow + 60));
     clock = kNow + 60;
+    // Checked before the end of the grace, committed at it.
+    CHECK(code_of(store->append_for(*who, make_event(kNow))) ==
+          "unauthorized");
     CHECK(ingest_as(*store, issued->token) == "none");
     CHECK(ingest_as(*store, *rotated) == issued->customer_id);
+    CHECK(events_of(db_path(), issued->customer_id) == 3);
   }
 
 }  // TEST_SUITE
