@@ -338,7 +338,7 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<ReadResult> ReadRequest();
   ReadResult Classify(const error_code& ec) const;
   std::optional<Reply> CheckFraming() const;
-  asio::awaitable<void> SendContinueIfExpected();
+  asio::awaitable<std::optional<Reply>> AnswerExpectation();
   asio::awaitable<Reply> Dispatch();
   asio::awaitable<Reply> Ingest(const LibraryRequest& in);
   asio::awaitable<bool> WriteReply(Reply& reply, bool keep_alive);
@@ -421,7 +421,10 @@ asio::awaitable<Session::ReadResult> Session::ReadRequest() {
       DisarmDeadline();
       co_return ReadResult{Outcome::kReject, std::move(*refusal)};
     }
-    co_await SendContinueIfExpected();
+    if (auto refusal = co_await AnswerExpectation()) {
+      DisarmDeadline();
+      co_return ReadResult{Outcome::kReject, std::move(*refusal)};
+    }
     if (!parser_->is_done()) {
       const auto body =
           co_await http::async_read(socket_, buffer_, *parser_, kNoThrow);
@@ -504,15 +507,32 @@ std::optional<Reply> Session::CheckFraming() const {
 }
 
 // curl sends "Expect: 100-continue" for larger bodies and waits for it.
-asio::awaitable<void> Session::SendContinueIfExpected() {
+// A POST whose bearer token the library refuses gets its final answer
+// instead, and its body is never asked for (RFC 9110, 10.1.1): the
+// library answers such a request the same with or without the body (401,
+// or 403, 404 or 405 where those come first). Returns that answer, or
+// nullopt once 100 Continue went out or none was asked for.
+asio::awaitable<std::optional<Reply>> Session::AnswerExpectation() {
   const Request& req = parser_->get();
   if (parser_->is_done() || req.version() < 11 ||
       !beast::iequals(req[http::field::expect], "100-continue")) {
-    co_return;
+    co_return std::nullopt;
+  }
+  if (req.method() == http::verb::post) {
+    const auto authorization = HeaderValue(req, http::field::authorization);
+    char* customer = nullptr;
+    const lgr_status status =
+        lgr_authenticate(server_.receiver, CStr(authorization), &customer,
+                         nullptr);
+    lgr_string_free(customer);
+    if (status == LGR_ERR_UNAUTHORIZED) {
+      co_return CallLibrary(server_.receiver, req, false);
+    }
   }
   http::response<http::empty_body> go_on{http::status::continue_, 11};
   // A failed write shows up again as a failed body read.
   co_await http::async_write(socket_, go_on, kNoThrow);
+  co_return std::nullopt;
 }
 
 // A POST (only /v1/aggregate accepts one) goes to the library from this

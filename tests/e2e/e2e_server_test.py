@@ -540,6 +540,21 @@ def test_framing(port, body, token):
     conn.close()
     step("Expect: 100-continue")
 
+    # A refused token gets its final answer instead of 100 Continue; the
+    # body is never sent, and the server closes the connection.
+    conn = RawConnection(port)
+    conn.send(raw_post_head("lgk_" + "A" * 32,
+                            [f"Content-Length: {len(body)}",
+                             "Expect: 100-continue"]))
+    status, _, reply = conn.read_response()
+    expect_eq(status, 401, "Expect: 100-continue with an unknown token")
+    expect_eq(error_code_of(reply), "unauthorized",
+              "Expect: 100-continue with an unknown token")
+    expect_eq(conn.read_response(), None,
+              "the connection closes after the refusal")
+    conn.close()
+    step("Expect: 100-continue with an unknown token: 401, body not read")
+
 
 def start_stalled_request(port, token, body):
     """A request that never completes; the server must time it out."""
