@@ -252,6 +252,23 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request) *Response {
 		closeAfter(w)
 		return tooLarge(limit)
 	}
+	if r.Method == http.MethodPost && expectsContinue(r) && !h.tokenAccepted(r) {
+		// net/http sends 100 Continue only once the body is read, so this
+		// answer goes out without it, and the body is never asked for. The
+		// library answers the same with or without the body (401, or 403,
+		// 404 or 405 where those come first).
+		closeAfter(w)
+		body := []byte(nil)
+		if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+			body = []byte{} // announced, not read
+		}
+		resp, err := h.Receiver.HandleRequest(RequestFromHTTP(r, body))
+		if err != nil {
+			return ServerError(http.StatusInternalServerError, "internal_error",
+				"the receiver could not handle the request: "+err.Error())
+		}
+		return resp
+	}
 	body, err := readBody(w, r, limit)
 	if err != nil {
 		closeAfter(w)
@@ -268,6 +285,19 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request) *Response {
 			"the receiver could not handle the request: "+err.Error())
 	}
 	return resp
+}
+
+func expectsContinue(r *http.Request) bool {
+	return strings.EqualFold(strings.TrimSpace(r.Header.Get("Expect")),
+		"100-continue")
+}
+
+// tokenAccepted is false only when the library refuses the request's bearer
+// token; any other failure leaves the request to the normal path.
+func (h *Handler) tokenAccepted(r *http.Request) bool {
+	_, err := h.Receiver.Authenticate(r.Header.Get("Authorization"))
+	var refused *Error
+	return !(errors.As(err, &refused) && refused.Code == "unauthorized")
 }
 
 // readBody reads the whole body through http.MaxBytesReader; nil when the

@@ -105,6 +105,9 @@ class ReceiverHandler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
 
     server: "ReceiverHTTPServer"
+    # Set by handle_expect_100 for the current request: answer it without
+    # reading its body.
+    _body_unwanted = False
 
     def __getattr__(self, name: str) -> Callable[[], None]:
         # BaseHTTPRequestHandler dispatches to do_<METHOD>; every method
@@ -114,12 +117,25 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def handle_expect_100(self) -> bool:
-        # Only invite a body the host is going to read.
+        # Only invite a body the host is going to read: not one whose
+        # framing is refused, nor that of a POST whose bearer token the
+        # library refuses, which it answers the same with or without the
+        # body (401, or 403, 404 or 405 where those come first).
         try:
             self._check_framing()
         except _Refusal:
             return True  # _forward answers without reading the body
+        if self.command == "POST" and not self._token_accepted():
+            self._body_unwanted = True
+            return True
         return super().handle_expect_100()
+
+    def _token_accepted(self) -> bool:
+        try:
+            self.server.receiver.authenticate(self.headers.get("Authorization"))
+        except ReceiverError as exc:
+            return exc.code != "unauthorized"
+        return True
 
     def send_error(self, code: int, message: Optional[str] = None,
                    explain: Optional[str] = None) -> None:
@@ -146,9 +162,10 @@ class ReceiverHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         target = self.path
         path, question, query = target.partition("?")
+        body_unwanted, self._body_unwanted = self._body_unwanted, False
         try:
             self.connection.settimeout(REQUEST_TIMEOUT)
-            body = self._read_body()
+            body = None if body_unwanted else self._read_body()
             self.connection.settimeout(self.timeout)
         except _Refusal as refusal:
             self.close_connection = True
@@ -164,8 +181,14 @@ class ReceiverHandler(BaseHTTPRequestHandler):
             resp = server_error(500, "internal_error",
                                 "the receiver could not handle the request: "
                                 + exc.message)
+        if body_unwanted:
+            # The body may still come (a client stops waiting for 100
+            # Continue after a while): close, draining, as for a refusal.
+            self.close_connection = True
         self._send(resp)
         self._log(target, resp, started)
+        if body_unwanted:
+            self._linger()
 
     def _check_framing(self) -> Optional[int]:
         """Refuses what a request smuggler could exploit, before any body

@@ -559,6 +559,17 @@ class ServeThreadTest(ReceiverCase):
             f"Content-Length: {self.CAP + 1}\n\n")
         self.assertEqual(status, 413, body)
 
+    def test_expect_continue_with_refused_token(self) -> None:
+        # The answer comes without 100 Continue and without the body (which
+        # is never sent here; waiting for it would time the test out).
+        status, headers, body = self.raw(
+            "POST /v1/aggregate HTTP/1.1\nHost: t\nAuthorization: Bearer "
+            "lgk_" + "A" * 32 + "\nExpect: 100-continue\n"
+            "Content-Type: application/json\nContent-Length: 100\n\n")
+        self.assertEqual(status, 401, body)
+        self.assertEqual(json.loads(body)["error"], "unauthorized")
+        self.assertEqual(headers["connection"], "close")
+
     def test_framing_refusals(self) -> None:
         cases = [
             ("both lengths", "POST /v1/aggregate HTTP/1.1\nHost: t\n"

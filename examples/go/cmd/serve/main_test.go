@@ -244,6 +244,33 @@ func TestDeclaredLengthOverCap(t *testing.T) {
 	}
 }
 
+// Expect: 100-continue with a token the library refuses: the final answer
+// comes without 100 Continue, although the body is never sent.
+func TestExpectContinueWithRefusedToken(t *testing.T) {
+	s := newServer(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "POST /v1/aggregate HTTP/1.1\r\nHost: test\r\n"+
+		"Authorization: Bearer lgk_%s\r\nExpect: 100-continue\r\n"+
+		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+		strings.Repeat("A", 32))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 401 || errorCode(body) != "unauthorized" {
+		t.Errorf("%d %s", resp.StatusCode, body)
+	}
+	if !resp.Close { // ReadResponse takes "Connection: close" into Close
+		t.Error("the connection stays open with the body unread")
+	}
+}
+
 // A chunked body has no declared length; http.MaxBytesReader stops it.
 func TestChunkedBodyOverCap(t *testing.T) {
 	s := newServer(t)
