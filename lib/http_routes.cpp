@@ -380,6 +380,11 @@ Routed route_request(Receiver& receiver, const HttpRequest& request) {
     return answered(preflight(receiver, request, route));
   }
 
+  // HEAD is answered as GET, body included: the host sends the headers
+  // (Content-Length too) without the body (RFC 9110, 9.3.2). Uptime checks
+  // and load balancers probe /health that way.
+  const bool get_or_head = request.method == "GET" || request.method == "HEAD";
+  constexpr std::string_view kReadMethods = "GET, HEAD, OPTIONS";
   switch (route) {
     case Route::ingest:
       if (request.method != "POST") {
@@ -387,16 +392,12 @@ Routed route_request(Receiver& receiver, const HttpRequest& request) {
       }
       return admit_ingest(receiver, request);
     case Route::health:
-      if (request.method != "GET") {
-        return answered(method_not_allowed("GET, OPTIONS"));
-      }
+      if (!get_or_head) return answered(method_not_allowed(kReadMethods));
       return answered(health(receiver));
     case Route::stats:
     case Route::profiles:
     case Route::events:
-      if (request.method != "GET") {
-        return answered(method_not_allowed("GET, OPTIONS"));
-      }
+      if (!get_or_head) return answered(method_not_allowed(kReadMethods));
       return answered(read(receiver, request, route));
     case Route::unknown:
       break;

@@ -605,13 +605,15 @@ class ServeThreadTest(ReceiverCase):
         self.assertEqual((status, body), (204, b""))
         self.assertEqual(headers["access-control-allow-origin"], "*")
         self.assertNotIn("content-length", headers)
-        # HEAD is a method like any other for the route table (405 here, as
-        # from the C++ server); the host sends the headers without a body.
-        status, _, full = http_call(self.port, "PUT", "/health")
+        # HEAD is answered as GET by the route table; the host sends the
+        # headers, GET's Content-Length among them, without the body.
+        status, headers, _ = http_call(self.port, "PUT", "/health")
         self.assertEqual(status, 405)
+        self.assertEqual(headers["allow"], "GET, HEAD, OPTIONS")
+        status, _, full = http_call(self.port, "GET", "/health")
+        self.assertEqual(status, 200)
         status, headers, body = http_call(self.port, "HEAD", "/health")
-        self.assertEqual((status, body), (405, b""))
-        self.assertEqual(headers["allow"], "GET, OPTIONS")
+        self.assertEqual((status, body), (200, b""))
         self.assertEqual(headers["content-length"], str(len(full)))
 
     def test_chunked_body(self) -> None:

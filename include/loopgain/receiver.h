@@ -401,7 +401,9 @@ typedef struct lgr_http_response lgr_http_response;
  * GET /v1/stats, GET /v1/profiles, GET /v1/events, GET /health, OPTIONS
  * preflights; 404 not_found, 405 method_not_allowed, 401 unauthorized, 403
  * browser_requests_not_allowed, and the validator's 400/413/422. Every error
- * body is {"error": code, "path": pointer, "message": text}.
+ * body is {"error": code, "path": pointer, "message": text}. HEAD on a GET
+ * route is answered as GET, body included: the host sends the headers,
+ * Content-Length among them, and not the body.
  *
  * Returns LGR_OK whenever *out holds a response to send, whatever its HTTP
  * status. LGR_ERR_INVALID_ARGUMENT (NULL receiver, request or out, or an

@@ -439,6 +439,17 @@ def test_request_errors(port, body, token):
     expect_eq((status, health.get("status")), (200, "ok"), "/health")
     step("400 invalid_json, 403 Origin on ingest, 404, 405, /health")
 
+    # HEAD: GET's status and length, no body (http.client reads none).
+    status, headers, none = http_request(port, "HEAD", "/health")
+    expect_eq((status, none), (200, None), "HEAD /health")
+    expect_eq(headers.get("Content-Length"),
+              str(len(json.dumps(health, separators=(",", ":")))),
+              "HEAD /health: GET's Content-Length")
+    status, headers, _ = http_request(port, "DELETE", "/health")
+    expect_eq((status, headers.get("Allow")), (405, "GET, HEAD, OPTIONS"),
+              "DELETE /health")
+    step("HEAD /health: 200 with GET's Content-Length and no body")
+
     big = b"{" + b" " * (1024 * 1024 - 2) + b"}"
     expect_error(post(port, big, token), 413, "payload_too_large",
                  "a 1 MiB body")

@@ -150,7 +150,11 @@ TEST_CASE("routes, methods and authentication") {
   };
   const Case cases[] = {
       {"GET", "/health", false, 200, nullptr},
+      {"HEAD", "/health", false, 200, nullptr},
       {"POST", "/health", false, 405, "method_not_allowed"},
+      {"HEAD", "/v1/stats", true, 200, nullptr},
+      {"HEAD", "/v1/stats", false, 401, "unauthorized"},
+      {"HEAD", "/v1/aggregate", true, 405, "method_not_allowed"},
       {"GET", "/v1/stats", true, 200, nullptr},
       {"GET", "/v1/stats", false, 401, "unauthorized"},
       {"GET", "/v1/profiles", true, 200, nullptr},
@@ -180,6 +184,30 @@ TEST_CASE("routes, methods and authentication") {
   }
   CHECK(f.get("/v1/stats", "", "Bearer lgk_unknown").status == 401);
   CHECK(f.get("/v1/stats", "", "Token abc").status == 401);
+}
+
+TEST_CASE("HEAD answers as GET, body included, and Allow lists it") {
+  ReceiverFixture f;
+  auto auth = f.new_customer();
+  HttpRequest head;
+  head.method = "HEAD";
+  head.path = "/v1/stats";
+  head.authorization = auth;
+  const auto as_head = handle_http(f.receiver(), head);
+  const auto as_get = f.get("/v1/stats", "", auth);
+  CHECK(as_head.status == 200);
+  CHECK(as_head.body == as_get.body);  // the host sends only its length
+  CHECK(as_head.body.rfind(R"({"customer_id":)", 0) == 0);
+
+  HttpRequest wrong;
+  wrong.method = "DELETE";
+  wrong.path = "/health";
+  const auto refused = handle_http(f.receiver(), wrong);
+  CHECK(refused.status == 405);
+  CHECK(header(refused, "Allow") == "GET, HEAD, OPTIONS");
+  wrong.method = "HEAD";
+  wrong.path = "/v1/aggregate";
+  CHECK(header(handle_http(f.receiver(), wrong), "Allow") == "POST");
 }
 
 TEST_CASE("ingest answers 202 and reports what it removed") {
