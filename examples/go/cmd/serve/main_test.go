@@ -207,20 +207,10 @@ func TestHTTPErrors(t *testing.T) {
 // is read: the server answers although the body never arrives.
 func TestDeclaredLengthOverCap(t *testing.T) {
 	s := newServer(t)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "POST /v1/aggregate HTTP/1.1\r\nHost: test\r\n"+
-		"Authorization: %s\r\nContent-Type: application/json\r\n"+
-		"Content-Length: 1000000000\r\n\r\n{", s.auth)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := rawRequest(t, s, fmt.Sprintf(
+		"POST /v1/aggregate HTTP/1.1\r\nHost: test\r\n"+
+			"Authorization: %s\r\nContent-Type: application/json\r\n"+
+			"Content-Length: 1000000000\r\n\r\n{", s.auth))
 	if resp.StatusCode != 413 || errorCode(body) != "payload_too_large" {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
@@ -247,25 +237,35 @@ func TestDeclaredLengthOverCap(t *testing.T) {
 	}
 }
 
-// Expect: 100-continue with a token the library refuses: the final answer
-// comes without 100 Continue, although the body is never sent.
-func TestExpectContinueWithRefusedToken(t *testing.T) {
-	s := newServer(t)
+// rawRequest writes `raw` on a new connection and reads the first response,
+// for what http.Client will not send.
+func rawRequest(t *testing.T, s *server, raw string) (*http.Response, []byte) {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "POST /v1/aggregate HTTP/1.1\r\nHost: test\r\n"+
-		"Authorization: Bearer lgk_%s\r\nExpect: 100-continue\r\n"+
-		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
-		strings.Repeat("A", 32))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+// Expect: 100-continue with a token the library refuses: the final answer
+// comes without 100 Continue, although the body is never sent.
+func TestExpectContinueWithRefusedToken(t *testing.T) {
+	s := newServer(t)
+	resp, body := rawRequest(t, s, "POST /v1/aggregate HTTP/1.1\r\nHost: test\r\n"+
+		"Authorization: Bearer lgk_"+strings.Repeat("A", 32)+"\r\n"+
+		"Expect: 100-continue\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 100\r\n\r\n")
 	if resp.StatusCode != 401 || errorCode(body) != "unauthorized" {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
