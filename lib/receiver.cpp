@@ -55,6 +55,11 @@ Error no_valid_token() {
                     "a valid bearer token is required");
 }
 
+// A customer the host authenticated: no token for the store to re-check.
+IngestCredential host_authenticated(std::string_view customer_id) {
+  return IngestCredential{std::string(customer_id), {}, 0, std::nullopt};
+}
+
 }  // namespace
 
 Error token_owner_gone() {
@@ -228,8 +233,7 @@ Result<IngestOutcome> Receiver::ingest(std::string_view authorization,
 
 Result<IngestOutcome> Receiver::ingest_for(std::string_view customer_id,
                                            std::string_view body) {
-  return ingest_for(
-      IngestCredential{std::string(customer_id), {}, 0, std::nullopt}, body);
+  return ingest_for(host_authenticated(customer_id), body);
 }
 
 Result<IngestOutcome> Receiver::ingest_for(const IngestCredential& who,
@@ -248,9 +252,7 @@ Result<IngestOutcome> Receiver::ingest_for(const IngestCredential& who,
 
 void Receiver::ingest_for_async(std::string_view customer_id,
                                 std::string_view body, IngestDone done) {
-  ingest_for_async(
-      IngestCredential{std::string(customer_id), {}, 0, std::nullopt}, body,
-      std::move(done));
+  ingest_for_async(host_authenticated(customer_id), body, std::move(done));
 }
 
 void Receiver::ingest_for_async(const IngestCredential& who,

@@ -71,14 +71,9 @@ int migrate(SQLite::Database& db,
 // Parameters are numbered; each comment lists them.
 namespace sql {
 
-// ?1 token_hash, ?2 now
+// The token's customer and expiry (a future revoked_at: the token cache
+// keeps it). ?1 token_hash, ?2 now
 inline constexpr const char* kAuthenticate =
-    "SELECT customer_id FROM tokens"
-    " WHERE token_hash = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)";
-
-// kAuthenticate with the token's expiry, for the token cache.
-// ?1 token_hash, ?2 now
-inline constexpr const char* kAuthenticateIngest =
     "SELECT customer_id, revoked_at FROM tokens"
     " WHERE token_hash = ?1 AND (revoked_at IS NULL OR revoked_at > ?2)";
 

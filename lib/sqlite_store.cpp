@@ -66,6 +66,7 @@ constexpr int kReaderCacheKiB = 1024;
 constexpr const char* kBegin = "BEGIN";
 constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
 constexpr const char* kCommit = "COMMIT";
+constexpr const char* kDataVersion = "PRAGMA data_version";
 
 constexpr const char* kInsertCustomer =
     "INSERT INTO customers (customer_id, name, email, created_at)"
@@ -1388,7 +1389,7 @@ Result<std::optional<SqliteStore::CachedToken>> SqliteStore::look_up_token(
   std::optional<CachedToken> found;
   Status status = run_read(operation, false, [&](Connection& c) -> Status {
     found.reset();  // a retried read starts over
-    Use query(c.statement(sql::kAuthenticateIngest));
+    Use query(c.statement(sql::kAuthenticate));
     query->bind(1, hash);
     query->bind(2, at);
     if (query->executeStep()) {
@@ -1471,7 +1472,7 @@ void SqliteStore::forget_tokens() {
 // Called inside the batch's write transaction: no other connection can
 // commit between this check and the batch's own commit.
 std::uint64_t SqliteStore::token_generation_for_batch(Connection& c) {
-  Use version(c.statement("PRAGMA data_version"));
+  Use version(c.statement(kDataVersion));
   version->executeStep();
   const std::int64_t seen = version->getColumn(0).getInt64();
   if (seen != writer_data_version_) {
