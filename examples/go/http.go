@@ -252,32 +252,27 @@ func (h *Handler) respond(w http.ResponseWriter, r *http.Request) *Response {
 		closeAfter(w)
 		return tooLarge(limit)
 	}
+	var body []byte
 	if r.Method == http.MethodPost && expectsContinue(r) && !h.tokenAccepted(r) {
 		// net/http sends 100 Continue only once the body is read, so this
 		// answer goes out without it, and the body is never asked for. The
 		// library answers the same with or without the body (401, or 403,
 		// 404 or 405 where those come first).
 		closeAfter(w)
-		body := []byte(nil)
 		if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
 			body = []byte{} // announced, not read
 		}
-		resp, err := h.Receiver.HandleRequest(RequestFromHTTP(r, body))
-		if err != nil {
-			return ServerError(http.StatusInternalServerError, "internal_error",
-				"the receiver could not handle the request: "+err.Error())
+	} else {
+		var err error
+		if body, err = readBody(w, r, limit); err != nil {
+			closeAfter(w)
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return tooLarge(limit)
+			}
+			return ServerError(http.StatusBadRequest, "bad_request",
+				"the connection ended before the request was complete")
 		}
-		return resp
-	}
-	body, err := readBody(w, r, limit)
-	if err != nil {
-		closeAfter(w)
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return tooLarge(limit)
-		}
-		return ServerError(http.StatusBadRequest, "bad_request",
-			"the connection ended before the request was complete")
 	}
 	resp, err := h.Receiver.HandleRequest(RequestFromHTTP(r, body))
 	if err != nil {
