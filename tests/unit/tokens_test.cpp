@@ -291,7 +291,8 @@ TEST_SUITE("tokens") {
     // update, then commits it alone; the bound is generous for a loaded
     // machine, not a performance check.
     std::int64_t seen = -1;
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    const auto give_up =
+        std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (seen != kNow && std::chrono::steady_clock::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       seen = must(store->list_customers()).at(0).last_seen_at.value_or(-1);
