@@ -38,38 +38,42 @@ constexpr const char* kTokensDdl =
     ") WITHOUT ROWID;"
     "CREATE INDEX tokens_by_customer ON tokens (customer_id);";
 
+// The columns of an event after its id, as loop_events and ingest_log
+// declare them (LGR_SQL_EVENT_COLUMNS names them in this order).
+#define LGR_SQL_EVENT_COLUMN_DEFS                                 \
+  " customer_id TEXT NOT NULL REFERENCES customers(customer_id)," \
+  " schema_version INTEGER NOT NULL,"                             \
+  " library TEXT NOT NULL,"                                       \
+  " library_version TEXT NOT NULL,"                               \
+  " workload_id TEXT,"                                            \
+  " timestamp_hour INTEGER NOT NULL,"                             \
+  " outcome TEXT NOT NULL,"                                       \
+  " iterations_used INTEGER NOT NULL,"                            \
+  " gain_margin REAL,"                                            \
+  " savings_vs_fixed_cap INTEGER,"                                \
+  " rollback_triggered INTEGER NOT NULL,"                         \
+  " profile_min REAL,"                                            \
+  " profile_max REAL,"                                            \
+  " profile_median REAL,"                                         \
+  " profile_samples INTEGER NOT NULL,"                            \
+  " best_index INTEGER,"                                          \
+  " threshold_fast_converge REAL NOT NULL,"                       \
+  " threshold_converging REAL NOT NULL,"                          \
+  " threshold_stalling REAL NOT NULL,"                            \
+  " threshold_oscillating_upper REAL NOT NULL,"                   \
+  " smoothing_window INTEGER NOT NULL,"                           \
+  " framework TEXT,"                                              \
+  " loop_type TEXT,"                                              \
+  " team TEXT,"                                                   \
+  " actual_dollars_spent REAL,"                                   \
+  " actual_dollars_saved REAL,"                                   \
+  " per_iteration_json TEXT,"                                     \
+  " received_at INTEGER NOT NULL"
+
 // No AUTOINCREMENT: ids only break ties between events of the same hour.
 constexpr const char* kLoopEventsDdl =
     "CREATE TABLE loop_events ("
-    " id INTEGER PRIMARY KEY,"
-    " customer_id TEXT NOT NULL REFERENCES customers(customer_id),"
-    " schema_version INTEGER NOT NULL,"
-    " library TEXT NOT NULL,"
-    " library_version TEXT NOT NULL,"
-    " workload_id TEXT,"
-    " timestamp_hour INTEGER NOT NULL,"
-    " outcome TEXT NOT NULL,"
-    " iterations_used INTEGER NOT NULL,"
-    " gain_margin REAL,"
-    " savings_vs_fixed_cap INTEGER,"
-    " rollback_triggered INTEGER NOT NULL,"
-    " profile_min REAL,"
-    " profile_max REAL,"
-    " profile_median REAL,"
-    " profile_samples INTEGER NOT NULL,"
-    " best_index INTEGER,"
-    " threshold_fast_converge REAL NOT NULL,"
-    " threshold_converging REAL NOT NULL,"
-    " threshold_stalling REAL NOT NULL,"
-    " threshold_oscillating_upper REAL NOT NULL,"
-    " smoothing_window INTEGER NOT NULL,"
-    " framework TEXT,"
-    " loop_type TEXT,"
-    " team TEXT,"
-    " actual_dollars_spent REAL,"
-    " actual_dollars_saved REAL,"
-    " per_iteration_json TEXT,"
-    " received_at INTEGER NOT NULL)";
+    " id INTEGER PRIMARY KEY," LGR_SQL_EVENT_COLUMN_DEFS ")";
 
 constexpr const char* kLoopEventsIndexesDdl =
     "CREATE INDEX loop_events_by_customer_time"
@@ -154,6 +158,34 @@ constexpr const char* kRebuildRollups =
     " hour - ((hour % 86400) + 86400) % 86400 AS day,"
     " workload_null, workload_id, events FROM hourly_workloads)"
     " GROUP BY customer_id, day, workload_null, workload_id;";
+
+// ---- Version 2: the ingest log ----------------------------------------------
+
+// See the header for what the log, the marks and the view are. The log's
+// index is by customer alone: SQLite appends the rowid, so "customer_id = ?
+// AND id > mark" is one range. AUTOINCREMENT keeps ids growing after the
+// log has been emptied, which the marks rely on.
+constexpr const char* kIngestLogDdl =
+    "CREATE TABLE ingest_log ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT," LGR_SQL_EVENT_COLUMN_DEFS
+    ");"
+    "CREATE INDEX ingest_log_by_customer ON ingest_log (customer_id);"
+    "CREATE TABLE fold_marks ("
+    " customer_id TEXT PRIMARY KEY NOT NULL,"
+    " folded_through INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE VIEW stored_events AS"
+    " SELECT " LGR_SQL_EVENT_COLUMNS
+    " FROM loop_events"
+    " UNION ALL"
+    " SELECT " LGR_SQL_EVENT_COLUMNS
+    " FROM ingest_log l"
+    " WHERE l.id > COALESCE((SELECT m.folded_through FROM fold_marks m"
+    " WHERE m.customer_id = l.customer_id), 0);";
+
+void upgrade_v1_to_v2(SQLite::Database& db) {
+  db.exec(kIngestLogDdl);
+}
 
 void create_v1(SQLite::Database& db) {
   db.exec(customers_ddl("customers"));
@@ -247,10 +279,10 @@ void upgrade_seed(SQLite::Database& db, const LogFn& log) {
   }
 }
 
-// Steps from version N to N + 1, for N >= 1. Empty until version 2.
+// Steps from version N to N + 1, for N >= 1.
 using Step = void (*)(SQLite::Database&);
 const std::vector<Step>& later_steps() {
-  static const std::vector<Step> steps;
+  static const std::vector<Step> steps = {upgrade_v1_to_v2};
   return steps;
 }
 

@@ -7,10 +7,26 @@
 // and `loop_events`); anything else at version 0 is refused. Versions above
 // kSchemaVersion were written by a newer library and are refused untouched.
 //
+// Where an event lives (version 2): an accepted event is committed first to
+// `ingest_log`, an append-only table in arrival order whose one index is by
+// customer, so that the commit that acknowledges it writes a few pages
+// whatever the mix of customers. The store later folds each customer's
+// logged events, in one transaction, into `loop_events` (and its three
+// indexes) and the rollups, and records in `fold_marks` the last log id it
+// folded for that customer; log rows at or below every mark are deleted
+// in chunks from the oldest. A customer's events are therefore the rows of
+// loop_events plus its log rows above its mark, and every read adds the
+// two; the view `stored_events` spells that out for people and tests.
+// Log ids come from AUTOINCREMENT, so a mark stays valid after the log has
+// been emptied.
+//
 // Indexes on loop_events are ascending on timestamp_hour. SQLite walks them
 // backwards for "timestamp_hour DESC, id DESC" (the rowid is the index's
 // last column), so the newest-first reads need no temporary B-tree; a
-// DESC index column would need one for the id tie-break.
+// DESC index column would need one for the id tie-break. A folded event
+// gets a new loop_events id, larger than every folded event before it, so
+// id order remains arrival order within a customer, and a customer's
+// unfolded events are newer than all of its folded ones.
 //
 // These functions throw SQLite::Exception (or MigrationError); the store
 // turns every exception into an lgr::Error.
@@ -28,7 +44,7 @@ namespace lgr::sqlite {
 
 // The version this library writes. Migrations go from every older version
 // up to it in one transaction.
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 enum class SchemaKind {
   empty,    // no tables yet: a new database
@@ -67,6 +83,25 @@ SchemaState inspect_schema(SQLite::Database& db);
 int migrate(SQLite::Database& db,
             const std::function<void(int, std::string_view)>& log);
 
+// Every column of an event after its id, in the order of loop_events'
+// version 1 DDL and of the parameters that lgr::bind_event() binds. A macro,
+// not a constant, so that the statements below are single string literals
+// put together by the compiler: the store caches prepared statements by the
+// address of their text.
+#define LGR_SQL_EVENT_COLUMNS                                               \
+  "customer_id, schema_version, library, library_version, workload_id,"     \
+  " timestamp_hour, outcome, iterations_used, gain_margin,"                 \
+  " savings_vs_fixed_cap, rollback_triggered, profile_min, profile_max,"    \
+  " profile_median, profile_samples, best_index, threshold_fast_converge,"  \
+  " threshold_converging, threshold_stalling, threshold_oscillating_upper," \
+  " smoothing_window, framework, loop_type, team, actual_dollars_spent,"    \
+  " actual_dollars_saved, per_iteration_json, received_at"
+
+// The last log id folded for customer ?1; 0 before the first fold.
+#define LGR_SQL_FOLD_MARK                                    \
+  "(SELECT COALESCE(MAX(folded_through), 0) FROM fold_marks" \
+  " WHERE customer_id = ?1)"
+
 // The SQL of every read, shared with the tests that check query plans.
 // Parameters are numbered; each comment lists them.
 namespace sql {
@@ -88,11 +123,16 @@ inline constexpr const char* kListCustomers =
     "   AND (t.revoked_at IS NULL OR t.revoked_at > ?1)),"
     " (SELECT COALESCE(SUM(d.events), 0) FROM daily_outcomes d"
     "   WHERE d.customer_id = c.customer_id)"
+    " + (SELECT COUNT(*) FROM ingest_log l"
+    "   WHERE l.customer_id = c.customer_id AND l.id > COALESCE("
+    "   (SELECT m.folded_through FROM fold_marks m"
+    "   WHERE m.customer_id = c.customer_id), 0))"
     " FROM customers c ORDER BY c.created_at, c.customer_id";
 
 // The stats rows are summed by the store, not by GROUP BY: SQLite groups
 // through a temporary B-tree, which costs about three times as much as a
-// hash map for the few thousand rollup rows of a 30-day window.
+// hash map for the few thousand rollup rows of a 30-day window. Events not
+// folded yet come as one row each, after the rollups' rows.
 
 // ?1 customer_id, ?2 since, ?3 first_day_at_or_after(since): hourly rows
 // before that day, daily rows from it on. Totals are the sums of all rows.
@@ -101,7 +141,12 @@ inline constexpr const char* kStatsOutcomes =
     " FROM hourly_outcomes WHERE customer_id = ?1 AND hour >= ?2 AND hour < ?3"
     " UNION ALL"
     " SELECT outcome, events, iterations, savings, rollbacks"
-    " FROM daily_outcomes WHERE customer_id = ?1 AND day >= ?3";
+    " FROM daily_outcomes WHERE customer_id = ?1 AND day >= ?3"
+    " UNION ALL"
+    " SELECT outcome, 1, iterations_used, COALESCE(savings_vs_fixed_cap, 0),"
+    " rollback_triggered <> 0 FROM ingest_log"
+    " WHERE customer_id = ?1 AND id > " LGR_SQL_FOLD_MARK
+    " AND timestamp_hour >= ?2";
 
 // Parameters as for kStatsOutcomes.
 inline constexpr const char* kStatsWorkloads =
@@ -109,7 +154,16 @@ inline constexpr const char* kStatsWorkloads =
     " WHERE customer_id = ?1 AND hour >= ?2 AND hour < ?3"
     " UNION ALL"
     " SELECT workload_null, workload_id, events FROM daily_workloads"
-    " WHERE customer_id = ?1 AND day >= ?3";
+    " WHERE customer_id = ?1 AND day >= ?3"
+    " UNION ALL"
+    " SELECT workload_id IS NULL, COALESCE(workload_id, ''), 1 FROM ingest_log"
+    " WHERE customer_id = ?1 AND id > " LGR_SQL_FOLD_MARK
+    " AND timestamp_hour >= ?2";
+
+// The newest-first reads come in pairs: the folded events from loop_events
+// and the customer's events still in the log, each ordered and limited;
+// the store merges the two (unfolded first within an hour: they are the
+// newer ones).
 
 // ?1 customer_id, ?2 since, ?3 limit
 inline constexpr const char* kProfiles =
@@ -117,6 +171,11 @@ inline constexpr const char* kProfiles =
     " profile_median, profile_samples, outcome, iterations_used, gain_margin"
     " FROM loop_events WHERE customer_id = ?1 AND timestamp_hour >= ?2"
     " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+inline constexpr const char* kUnfoldedProfiles =
+    "SELECT timestamp_hour, workload_id, profile_min, profile_max,"
+    " profile_median, profile_samples, outcome, iterations_used, gain_margin"
+    " FROM ingest_log WHERE customer_id = ?1 AND id > " LGR_SQL_FOLD_MARK
+    " AND timestamp_hour >= ?2 ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
 
 // ?1 customer_id, ?2 since, ?3 limit, ?4 workload_id
 inline constexpr const char* kProfilesForWorkload =
@@ -125,6 +184,12 @@ inline constexpr const char* kProfilesForWorkload =
     " FROM loop_events"
     " WHERE customer_id = ?1 AND workload_id = ?4 AND timestamp_hour >= ?2"
     " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+inline constexpr const char* kUnfoldedProfilesForWorkload =
+    "SELECT timestamp_hour, workload_id, profile_min, profile_max,"
+    " profile_median, profile_samples, outcome, iterations_used, gain_margin"
+    " FROM ingest_log WHERE customer_id = ?1 AND id > " LGR_SQL_FOLD_MARK
+    " AND workload_id = ?4 AND timestamp_hour >= ?2"
+    " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
 
 // ?1 customer_id, ?2 since, ?3 limit
 inline constexpr const char* kEvents =
@@ -132,6 +197,11 @@ inline constexpr const char* kEvents =
     " gain_margin, profile_max, savings_vs_fixed_cap, library_version"
     " FROM loop_events WHERE customer_id = ?1 AND timestamp_hour >= ?2"
     " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+inline constexpr const char* kUnfoldedEvents =
+    "SELECT timestamp_hour, workload_id, outcome, iterations_used,"
+    " gain_margin, profile_max, savings_vs_fixed_cap, library_version"
+    " FROM ingest_log WHERE customer_id = ?1 AND id > " LGR_SQL_FOLD_MARK
+    " AND timestamp_hour >= ?2 ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
 
 // ?1 customer_id, ?2 since, ?3 limit. The literal "rollback_triggered = 1"
 // is what lets SQLite use the partial index.
@@ -141,18 +211,82 @@ inline constexpr const char* kRollbackEvents =
     " FROM loop_events WHERE customer_id = ?1 AND timestamp_hour >= ?2"
     " AND rollback_triggered = 1"
     " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
+inline constexpr const char* kUnfoldedRollbackEvents =
+    "SELECT timestamp_hour, workload_id, outcome, iterations_used,"
+    " gain_margin, profile_max, savings_vs_fixed_cap, library_version"
+    " FROM ingest_log WHERE customer_id = ?1 AND id > " LGR_SQL_FOLD_MARK
+    " AND timestamp_hour >= ?2 AND rollback_triggered = 1"
+    " ORDER BY timestamp_hour DESC, id DESC LIMIT ?3";
 
-// The writes of the event path, shared with the benchmark's bare loop.
-// ?1 .. ?28 in the order of the column list.
+// ---- Writes -------------------------------------------------------------
+
+// What the acknowledging transaction writes for each event.
+// ?1 .. ?28 in the order of LGR_SQL_EVENT_COLUMNS (lgr::bind_event).
+inline constexpr const char* kLogEvent =
+    "INSERT INTO ingest_log (" LGR_SQL_EVENT_COLUMNS
+    ")"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+    " ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+
+// The fold of one customer's log rows ?2 < id <= ?3 (?1 customer_id), in
+// one transaction: the events into loop_events in arrival order, what the
+// rollups need of them (summed by the store, upserted with kUpsert*), and
+// the new mark (?1 customer_id, ?2 folded_through).
+inline constexpr const char* kFoldEvents =
+    "INSERT INTO loop_events (" LGR_SQL_EVENT_COLUMNS
+    ")"
+    " SELECT " LGR_SQL_EVENT_COLUMNS
+    " FROM ingest_log"
+    " WHERE customer_id = ?1 AND id > ?2 AND id <= ?3 ORDER BY id";
+inline constexpr const char* kFoldRollupRows =
+    "SELECT timestamp_hour, outcome, iterations_used,"
+    " COALESCE(savings_vs_fixed_cap, 0), rollback_triggered <> 0, workload_id"
+    " FROM ingest_log WHERE customer_id = ?1 AND id > ?2 AND id <= ?3";
+inline constexpr const char* kSetFoldMark =
+    "INSERT INTO fold_marks (customer_id, folded_through) VALUES (?1, ?2)"
+    " ON CONFLICT (customer_id) DO UPDATE SET"
+    " folded_through = excluded.folded_through";
+
+// ?1 customer_id: its mark, and its newest log row.
+inline constexpr const char* kFoldMark = "SELECT " LGR_SQL_FOLD_MARK;
+inline constexpr const char* kNewestLogRow =
+    "SELECT MAX(id) FROM ingest_log WHERE customer_id = ?1";
+
+// ?1 customer_id, ?2 mark, ?3 n: the id of its (n + 1)th unfolded log row,
+// which bounds one fold to n + 1 rows.
+inline constexpr const char* kNthUnfoldedLogRow =
+    "SELECT id FROM ingest_log WHERE customer_id = ?1 AND id > ?2"
+    " ORDER BY id LIMIT 1 OFFSET ?3";
+
+// The log's extent (two lookups, not a scan: SQLite answers a lone MIN or
+// MAX of the rowid from the B-tree's edge).
+inline constexpr const char* kLogExtent =
+    "SELECT (SELECT MIN(id) FROM ingest_log), (SELECT MAX(id) FROM"
+    " ingest_log)";
+
+// A customer with a log row at or below ?1 that is not folded yet, if any:
+// the log's head is only deleted when this finds none.
+inline constexpr const char* kUnfoldedAtOrBelow =
+    "SELECT l.customer_id FROM ingest_log l WHERE l.id <= ?1 AND l.id >"
+    " COALESCE((SELECT m.folded_through FROM fold_marks m"
+    " WHERE m.customer_id = l.customer_id), 0) LIMIT 1";
+
+// Every customer's unfolded log rows: count and oldest id (at open).
+inline constexpr const char* kUnfoldedCustomers =
+    "SELECT l.customer_id, COUNT(*), MIN(l.id) FROM ingest_log l"
+    " WHERE l.id > COALESCE((SELECT m.folded_through FROM fold_marks m"
+    " WHERE m.customer_id = l.customer_id), 0) GROUP BY l.customer_id";
+
+// ?1: log rows at or below it go (all folded).
+inline constexpr const char* kTrimLog = "DELETE FROM ingest_log WHERE id <= ?1";
+
+// The straightforward writes of one event, straight into loop_events and
+// the rollups: what the store does for a customer with several events in
+// a batch, and the reference that bench/store_bench's bare loop measures
+// the store against. ?1 .. ?28 in the order of LGR_SQL_EVENT_COLUMNS.
 inline constexpr const char* kInsertEvent =
-    "INSERT INTO loop_events (customer_id, schema_version, library,"
-    " library_version, workload_id, timestamp_hour, outcome,"
-    " iterations_used, gain_margin, savings_vs_fixed_cap,"
-    " rollback_triggered, profile_min, profile_max, profile_median,"
-    " profile_samples, best_index, threshold_fast_converge,"
-    " threshold_converging, threshold_stalling, threshold_oscillating_upper,"
-    " smoothing_window, framework, loop_type, team, actual_dollars_spent,"
-    " actual_dollars_saved, per_iteration_json, received_at)"
+    "INSERT INTO loop_events (" LGR_SQL_EVENT_COLUMNS
+    ")"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
     " ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
 
@@ -218,6 +352,7 @@ inline constexpr std::string_view kEventsByWorkload =
     "loop_events_by_customer_workload_time";
 inline constexpr std::string_view kRollbacksByTime =
     "loop_events_rollbacks_by_customer_time";
+inline constexpr std::string_view kLogByCustomer = "ingest_log_by_customer";
 }  // namespace index
 
 }  // namespace lgr::sqlite

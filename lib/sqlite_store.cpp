@@ -13,14 +13,18 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
+#include <set>
 #include <span>
 #include <thread>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -32,6 +36,7 @@ namespace sql = sqlite::sql;
 constexpr int kLogDebug = 0;
 constexpr int kLogInfo = 1;
 constexpr int kLogWarn = 2;
+constexpr int kLogError = 3;
 constexpr std::int64_t kLastSeenInterval = 60;  // seconds
 // How long pending last_seen_at updates wait for a write to join before the
 // writer commits them on their own.
@@ -40,10 +45,15 @@ constexpr int kCustomerIdAttempts = 4;
 // Tokens kept by authenticate_ingest(); the cache starts over when full.
 constexpr std::size_t kTokenCacheEntries = 4096;
 constexpr std::size_t kMaxBatchLimit = 65536;
-// The writer restarts the WAL once it holds this many pages (4 MiB at the
-// default page size) and the file is truncated back to this many bytes.
-constexpr int kWalCheckpointPages = 1000;
-constexpr std::int64_t kWalSizeLimitBytes = 4 * 1024 * 1024;
+// The WAL is copied into the database and restarted once it holds this
+// many pages (16 MiB at the default page size; see ask_for_checkpoint),
+// and after a restart its file is truncated back to this many bytes, so
+// that in steady use it is overwritten rather than regrown: a flush that
+// extends a file costs more than one that overwrites (bench/README.md).
+// An idle writer truncates it to nothing. With 1,000 pages and a 4 MiB
+// limit, ingest for 1,000 customers was 10% slower.
+constexpr int kWalCheckpointPages = 4000;
+constexpr std::int64_t kWalSizeLimitBytes = 32 * 1024 * 1024;
 
 // Installed on the writer connection in place of SQLite's automatic
 // checkpoint: records the WAL's size after every commit.
@@ -67,6 +77,11 @@ constexpr const char* kBegin = "BEGIN";
 constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kDataVersion = "PRAGMA data_version";
+constexpr const char* kSyncFull = "PRAGMA synchronous = FULL";
+constexpr const char* kSyncNormal = "PRAGMA synchronous = NORMAL";
+// After a fold that failed (disk full, say), the writer waits this long
+// before it folds again, instead of retrying after every batch.
+constexpr auto kFoldRetryDelay = std::chrono::seconds(1);
 
 constexpr const char* kInsertCustomer =
     "INSERT INTO customers (customer_id, name, email, created_at)"
@@ -83,6 +98,8 @@ constexpr const char* kTouchCustomer =
     " WHERE customer_id = ?1 AND (last_seen_at IS NULL OR last_seen_at < ?2)";
 constexpr const char* kDeleteCustomer[] = {
     "DELETE FROM tokens WHERE customer_id = ?1",
+    "DELETE FROM ingest_log WHERE customer_id = ?1",
+    "DELETE FROM fold_marks WHERE customer_id = ?1",
     "DELETE FROM loop_events WHERE customer_id = ?1",
     "DELETE FROM hourly_outcomes WHERE customer_id = ?1",
     "DELETE FROM daily_outcomes WHERE customer_id = ?1",
@@ -291,37 +308,44 @@ bool customer_exists(Connection& c, const std::string& customer_id) {
 
 // ---- Rollups ----------------------------------------------------------------
 
-// One batch's contribution to the rollup tables, summed in memory so that
-// each (customer, hour or day, key) is upserted once per transaction. Keys
-// borrow from the batch's jobs, which outlive it.
-//
-// TODO(#7-throughput): with many customers interleaved, every row of a
-// batch dirties a page of its own in each of the four rollup tables (keys
-// start with the customer), which with the two event indexes makes about
-// six 4 KiB WAL frames per row: a commit of 8 such rows measured 1.3 ms,
-// against 0.3 ms for 8 rows of one customer. Time-major rollup keys
-// (hour or day first) folded from the raw rows in large deferred steps,
-// with stats() adding the not yet folded tail of loop_events, would cut
-// that to about two frames per row; stats() then seeks per day instead of
-// reading one customer range. Its ceiling, measured by leaving out the
-// rollup writes and two of the event indexes: 10,000-12,000 req/s over
-// HTTP for 1,000 customers instead of 7,500-7,900, and nothing for one
-// customer. See bench/README.md.
+// The contribution of a batch's directly written events to the rollup
+// tables, summed in memory so that each (customer, hour or day, key) is
+// upserted once per transaction. Keys borrow from the batch's jobs, which
+// outlive it. Logged events reach the rollups when they are folded, through
+// the kFold* statements, which sum with GROUP BY instead.
 class BatchRollups {
  public:
-  void add(const std::string& customer_id, const LoopEvent& e) {
+  // What an event adds to the rollups. The texts are borrowed.
+  struct Contribution {
+    std::int64_t timestamp_hour = 0;
+    std::string_view outcome;
+    std::int64_t iterations = 0;
+    std::int64_t savings = 0;
+    bool rollback = false;
+    std::optional<std::string_view> workload_id;
+  };
+
+  void add(std::string_view customer_id, const LoopEvent& e) {
+    add(customer_id,
+        Contribution{e.timestamp_hour, e.outcome, e.iterations_used,
+                     e.savings_vs_fixed_cap.value_or(0), e.rollback_triggered,
+                     e.workload_id
+                         ? std::optional<std::string_view>(*e.workload_id)
+                         : std::nullopt});
+  }
+
+  void add(std::string_view customer_id, const Contribution& e) {
     const std::int64_t day = sqlite::day_of(e.timestamp_hour);
     for (auto* sums :
          {&hourly_outcomes_[{customer_id, e.timestamp_hour, e.outcome}],
           &daily_outcomes_[{customer_id, day, e.outcome}]}) {
       sums->events += 1;
-      sums->iterations += e.iterations_used;
-      sums->savings += e.savings_vs_fixed_cap.value_or(0);
-      sums->rollbacks += e.rollback_triggered ? 1 : 0;
+      sums->iterations += e.iterations;
+      sums->savings += e.savings;
+      sums->rollbacks += e.rollback ? 1 : 0;
     }
 
-    const std::string_view workload =
-        e.workload_id ? std::string_view(*e.workload_id) : std::string_view();
+    const std::string_view workload = e.workload_id.value_or("");
     hourly_workloads_[{customer_id, e.timestamp_hour, !e.workload_id,
                        workload}] += 1;
     daily_workloads_[{customer_id, day, !e.workload_id, workload}] += 1;
@@ -383,6 +407,114 @@ class BatchRollups {
   OutcomeSums daily_outcomes_;  // by UTC day
   WorkloadSums hourly_workloads_;
   WorkloadSums daily_workloads_;
+};
+
+// ---- The fold schedule ------------------------------------------------------
+
+// What the holder of the write connection knows of the ingest log: how far
+// it extends, and which customers have events in it that are not folded
+// yet, how many and since which log id. Read from the database at open and
+// kept up by this process's appends and folds. It only decides what to fold
+// next: every fold reads its customer's mark inside its own transaction,
+// and the log's head is deleted only after a query finds nothing unfolded
+// in it, so rows another process logged are never lost, only folded late.
+class FoldSchedule {
+ public:
+  struct Pending {
+    std::int64_t oldest = 0;  // a log id at or below its oldest unfolded row
+    std::size_t rows = 0;
+  };
+
+  // The log's first and last ids; 0, 0 when it is empty.
+  void set_extent(std::int64_t first, std::int64_t last) {
+    first_ = first;
+    last_ = last;
+  }
+  std::int64_t first() const { return first_; }
+  // Rows the log holds, counting gaps left by batches that failed.
+  std::int64_t rows() const { return first_ == 0 ? 0 : last_ - first_ + 1; }
+
+  void logged(const std::string& customer, std::int64_t id,
+              std::size_t fold_threshold) {
+    if (first_ == 0) first_ = id;
+    last_ = std::max(last_, id);
+    auto [it, inserted] = pending_.try_emplace(customer);
+    if (inserted) {
+      it->second.oldest = id;
+      by_age_.emplace(id, customer);
+    }
+    if (++it->second.rows >= fold_threshold) wanted_.insert(customer);
+  }
+
+  // What the database holds at open: `rows` unfolded events of `customer`,
+  // the oldest at log id `oldest`.
+  void restore(const std::string& customer, std::int64_t oldest,
+               std::size_t rows, std::size_t fold_threshold) {
+    pending_[customer] = Pending{oldest, rows};
+    by_age_.emplace(oldest, customer);
+    if (rows >= fold_threshold) wanted_.insert(customer);
+  }
+
+  // Asks for `customer` to be folded at the next turn whatever its size.
+  void want(const std::string& customer) {
+    if (pending_.count(customer) > 0) wanted_.insert(customer);
+  }
+
+  // `rows` of the customer's events were folded, through log id `through`;
+  // `all`: nothing of it is left in the log.
+  void folded(const std::string& customer, std::size_t rows,
+              std::int64_t through, bool all) {
+    const auto it = pending_.find(customer);
+    if (it == pending_.end()) return;
+    if (all || rows >= it->second.rows) {
+      forget(customer);
+      return;
+    }
+    it->second.rows -= rows;
+    by_age_.erase({it->second.oldest, customer});
+    it->second.oldest = through + 1;
+    by_age_.emplace(it->second.oldest, customer);
+  }
+
+  void forget(const std::string& customer) {
+    const auto it = pending_.find(customer);
+    if (it == pending_.end()) return;
+    by_age_.erase({it->second.oldest, customer});
+    wanted_.erase(customer);
+    pending_.erase(it);
+  }
+
+  std::size_t pending_rows(const std::string& customer) const {
+    const auto it = pending_.find(customer);
+    return it == pending_.end() ? 0 : it->second.rows;
+  }
+  bool nothing_pending() const { return pending_.empty(); }
+  bool any_wanted() const { return !wanted_.empty(); }
+
+  // Customers to fold next, at most `most`: the wanted ones, then, when
+  // `oldest_through` is set, those with unfolded rows at or below it,
+  // oldest first.
+  std::vector<std::string> next(std::size_t most,
+                                std::optional<std::int64_t> oldest_through) {
+    std::vector<std::string> out;
+    for (const auto& customer : wanted_) {
+      if (out.size() == most) return out;
+      out.push_back(customer);
+    }
+    if (!oldest_through) return out;
+    for (const auto& [oldest, customer] : by_age_) {
+      if (out.size() == most || oldest > *oldest_through) break;
+      if (wanted_.count(customer) == 0) out.push_back(customer);
+    }
+    return out;
+  }
+
+ private:
+  std::int64_t first_ = 0;
+  std::int64_t last_ = 0;
+  std::unordered_map<std::string, Pending> pending_;
+  std::set<std::pair<std::int64_t, std::string>> by_age_;
+  std::unordered_set<std::string> wanted_;
 };
 
 // ---- Readers ----------------------------------------------------------------
@@ -525,12 +657,17 @@ void read_workloads(Connection& c, const StatsQuery& q, Stats& stats) {
 class SqliteStore final : public Store {
  public:
   SqliteStore(SqliteStoreOptions options, const SqliteTuning& tuning,
-              std::unique_ptr<Connection> writer, bool in_memory)
+              std::unique_ptr<Connection> writer,
+              std::unique_ptr<Connection> backfiller, FoldSchedule schedule,
+              bool in_memory)
       : options_(std::move(options)),
         tuning_(tuning),
         in_memory_(in_memory),
         readers_(options_.path, tuning),
-        writer_(std::move(writer)) {
+        writer_(std::move(writer)),
+        backfiller_(std::move(backfiller)),
+        schedule_(std::move(schedule)) {
+    log_has_rows_ = schedule_.rows() > 0;
     // Before any thread can commit: an inline append may come first.
     if (!in_memory_) {
       sqlite3_wal_hook(writer_->db().getHandle(), record_wal_pages,
@@ -538,6 +675,9 @@ class SqliteStore final : public Store {
     }
     writer_thread_ = std::thread([this] { writer_main(); });
     writer_id_ = writer_thread_.get_id();
+    if (backfiller_) {
+      backfiller_thread_ = std::thread([this] { backfiller_main(); });
+    }
   }
 
   ~SqliteStore() override { (void)close(); }
@@ -715,13 +855,32 @@ class SqliteStore final : public Store {
   void run_appends(std::span<Job* const> jobs, Touches& touches,
                    bool inline_run = false);
   void release_connection(std::size_t appends_done = 0);
-  void hand_back_connection(std::size_t appends_done);
+  bool hand_back_connection(std::size_t appends_done);
+  // Writes the job's event into the log (setting *log_id) or, when
+  // log_id is null, straight into loop_events and `rollups`.
   Status insert_event(Connection& c, const Job& job, std::int64_t received_at,
-                      BatchRollups& rollups);
+                      std::int64_t* log_id, BatchRollups& rollups);
+  std::unordered_set<std::string_view> direct_customers(
+      Connection& c, std::span<Job* const> jobs,
+      std::vector<std::string_view>& to_fold);
+  bool fold_step(Connection& c, bool drain) noexcept;
+  struct Folded {
+    std::size_t rows = 0;
+    std::int64_t through = 0;
+    bool all = false;
+  };
+  Folded fold_customer(Connection& c, const std::string& customer,
+                       std::size_t budget);
+  bool fold_due_at_hand_back() const;
+  void ask_for_checkpoint();
+  void restore_full_sync(Connection& c) noexcept;
+  void require_full_sync(Connection& c);
   void run_job(Job& job);
   void run_touches(Touches& touches);
   void write_touches(Connection& c, const Touches& touches);
   void final_checkpoint() noexcept;
+  void truncate_wal() noexcept;
+  void backfiller_main();
   bool file_has_moved(Connection& c) const;
   void checkpoint_if_due(Connection& c) noexcept;
 
@@ -732,6 +891,16 @@ class SqliteStore final : public Store {
   // Used only by the thread that holds writer_busy_: the writer thread, or
   // a lone appender committing its own event (append_inline).
   std::unique_ptr<Connection> writer_;
+  // The backfiller thread's own connection (null in memory).
+  std::unique_ptr<Connection> backfiller_;
+  // What is waiting in the ingest log; used, like writer_, only by the
+  // connection's holder.
+  FoldSchedule schedule_;
+  // When a fold failed, the next is not tried before this (holder only).
+  std::chrono::steady_clock::time_point fold_retry_after_{};
+  // synchronous=FULL could not be restored after a fold: batches try again
+  // before they write and fail while it stays lost (holder only).
+  bool sync_lost_ = false;
   std::size_t last_batch_size_ = 1;  // guarded by mutex_
   int wal_pages_ = 0;  // frames in the WAL after the last commit
   // PRAGMA data_version of writer_ at the last batch; -1 before the first.
@@ -759,8 +928,24 @@ class SqliteStore final : public Store {
   bool writer_holds_connection_ = false;
   // The writer thread waits for an inline appender to release writer_.
   bool writer_waits_for_connection_ = false;
-  // An inline commit left the WAL past kWalCheckpointPages.
+  // The WAL is to be restarted (see checkpoint_if_due) at the writer
+  // thread's next turn.
   bool checkpoint_wanted_ = false;
+  // The backfiller is asked to copy the WAL into the database / is at it;
+  // backfiller_stop_ ends its thread.
+  bool backfill_wanted_ = false;
+  bool backfill_running_ = false;
+  bool backfiller_stop_ = false;
+  std::condition_variable backfill_wake_;
+  // Set by the connection's holder as it hands the connection back: a fold
+  // is due now (fold_due_at_hand_back), or the log holds rows for the idle
+  // writer to fold.
+  bool fold_urgent_ = false;
+  bool log_has_rows_ = false;
+  // The WAL holds frames an idle writer may truncate away.
+  bool wal_has_frames_ = false;
+  // When the last append was committed, by the writer or inline.
+  std::chrono::steady_clock::time_point last_append_at_{};
   // 0 while the writer works; else the queued appends it waits for (1 when
   // idle, the batch size it expects while gathering).
   std::size_t writer_waits_for_ = 0;
@@ -772,6 +957,7 @@ class SqliteStore final : public Store {
 
   std::mutex close_mutex_;  // serialises close()
   std::thread writer_thread_;
+  std::thread backfiller_thread_;
   // The writer's id while it runs, so that calls which would wait for it
   // are refused on the writer itself (an append callback calling back in).
   // Cleared once it has been joined: the id of a finished thread is soon
@@ -887,36 +1073,74 @@ void SqliteStore::writer_main() {
   std::vector<Job*> batch;
   batch.reserve(tuning_.max_batch);
   Touches touches;
+  // Under load, fold turns alternate with batches rather than take over.
+  bool folded_last_turn = false;
+  // No write came for idle_fold_delay_ms: fold the whole log, one step per
+  // turn, for as long as nothing else arrives, then truncate the WAL.
+  bool draining = false;
+  const auto idle_delay = std::chrono::milliseconds(tuning_.idle_fold_delay_ms);
   for (;;) {
     batch.clear();
     touches.clear();
     bool checkpoint_asked = false;
+    bool fold_turn = false;
+    bool truncate_turn = false;
     {
       std::unique_lock lock(mutex_);
-      gather_appends(lock);
+      if (!(fold_urgent_ && !folded_last_turn)) gather_appends(lock);
       writer_waits_for_ = 1;
-      wake_.wait(lock, [this] {
-        return stopping_ || !queue_.empty() || !pending_touches_.empty() ||
-               checkpoint_wanted_;
-      });
       const auto has_jobs = [this] {
-        return stopping_ || !queue_.empty() || checkpoint_wanted_;
+        return stopping_ || !queue_.empty() || checkpoint_wanted_ ||
+               fold_urgent_;
       };
-      if (!has_jobs()) wake_.wait_for(lock, kTouchDelay, has_jobs);
+      const auto has_work = [&] {
+        return has_jobs() || !pending_touches_.empty();
+      };
+      const auto idle_work = [this] {
+        return log_has_rows_ || wal_has_frames_;
+      };
+      if (!has_work() && !(draining && idle_work())) {
+        draining = false;
+        // Idle. Rows in the log are folded, and then the WAL truncated,
+        // once nothing was appended for idle_delay; lone appends commit
+        // without this thread, so the clock is their time, not this wait's.
+        wake_.wait(lock, [&] { return has_work() || idle_work(); });
+        const auto idle_since = std::chrono::steady_clock::now();
+        while (!has_work() && !draining) {
+          const auto appended_at = last_append_at_;
+          const auto quiet_since = std::max(appended_at, idle_since);
+          if (!wake_.wait_until(lock, quiet_since + idle_delay, has_work)) {
+            draining = last_append_at_ == appended_at;
+          }
+        }
+      }
+      if (!draining && !has_jobs()) wake_.wait_for(lock, kTouchDelay, has_jobs);
       // An inline appender may hold the connection; it wakes us when done.
       writer_waits_for_connection_ = true;
       wake_.wait(lock, [this] { return !writer_busy_; });
       writer_waits_for_connection_ = false;
       writer_waits_for_ = 0;
-      if (queue_.empty() && pending_touches_.empty()) {
+      if (!queue_.empty()) draining = false;
+      fold_turn = !stopping_ &&
+                  ((fold_urgent_ && (queue_.empty() || !folded_last_turn)) ||
+                   (draining && log_has_rows_ && queue_.empty()));
+      truncate_turn = !stopping_ && !fold_turn && draining && wal_has_frames_ &&
+                      queue_.empty();
+      if (truncate_turn) {
+        wal_has_frames_ = false;  // tried once; the next commit sets it
+        fold_turn = true;         // no jobs taken, no touches
+      }
+      if (!fold_turn && queue_.empty() && pending_touches_.empty()) {
         if (stopping_) break;
         if (!checkpoint_wanted_) continue;  // an inline appender took them
       }
       checkpoint_asked = checkpoint_wanted_;
       checkpoint_wanted_ = false;
       writer_busy_ = true;  // released by release_connection()
-      take_jobs(batch);
-      touches.swap(pending_touches_);
+      if (!fold_turn) {
+        take_jobs(batch);
+        touches.swap(pending_touches_);
+      }
     }
     writer_holds_connection_ = true;
     const bool appends =
@@ -926,6 +1150,19 @@ void SqliteStore::writer_main() {
     // to do): after the acknowledgements of the commit that asked for it,
     // and while nobody else may use the connection.
     if (checkpoint_asked) checkpoint_if_due(*writer_);
+    folded_last_turn = fold_turn;
+    if (truncate_turn) {
+      truncate_wal();
+      draining = false;
+      release_connection();
+      continue;
+    }
+    if (fold_turn) {
+      // A drain that can make no progress (a fold failed) stops draining.
+      if (!fold_step(*writer_, draining)) draining = false;
+      release_connection();
+      continue;
+    }
     try {
       if (appends) {
         run_appends(batch, touches);
@@ -943,6 +1180,13 @@ void SqliteStore::writer_main() {
       for (Job* job : batch) job->finish(error);
     }
     release_connection();
+  }
+  // Closing: every call has returned, so nobody else wants the connection.
+  // What is left in the log is folded, so that a closed store keeps its
+  // events where every reader of the file expects them; a fold that failed
+  // a moment ago is tried once more.
+  fold_retry_after_ = {};
+  while (!in_memory_ && fold_step(*writer_, true)) {
   }
   final_checkpoint();
   writer_.reset();
@@ -991,18 +1235,25 @@ void SqliteStore::take_jobs(std::vector<Job*>& batch) {
 void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
                               bool inline_run) {
   std::vector<Status> results(jobs.size());
+  // The log id of each event that went to the log; 0 for the others.
+  std::vector<std::int64_t> log_ids(jobs.size(), 0);
+  std::vector<std::string_view> to_fold;
   Connection& c = *writer_;
   const auto started = std::chrono::steady_clock::now();
   try {
     BatchRollups rollups;
+    require_full_sync(c);
     c.run(kBeginImmediate);
     const std::uint64_t generation = token_generation_for_batch(c);
     // After BEGIN, which may have waited for another process's revocation:
     // a revocation committed before it carries an earlier time than this.
     const std::int64_t received_at = now();
+    const auto direct = direct_customers(c, jobs, to_fold);
     for (std::size_t i = 0; i < jobs.size(); ++i) {
+      std::int64_t* log_id =
+          direct.count(jobs[i]->customer_id) > 0 ? nullptr : &log_ids[i];
       results[i] = token_still_valid(c, *jobs[i], generation, received_at)
-                       ? insert_event(c, *jobs[i], received_at, rollups)
+                       ? insert_event(c, *jobs[i], received_at, log_id, rollups)
                        : token_stopped_working();
     }
     rollups.write(c);
@@ -1014,6 +1265,15 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
           SQLITE_IOERR);
     }
     c.run(kCommit);
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (log_ids[i] != 0 && results[i]) {
+        schedule_.logged(jobs[i]->customer_id, log_ids[i],
+                         tuning_.fold_threshold);
+      }
+    }
+    for (const std::string_view customer : to_fold) {
+      schedule_.want(std::string(customer));
+    }
   } catch (...) {
     const Error error = current_error("append");
     c.rollback_quietly();
@@ -1038,6 +1298,45 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
   }
 }
 
+// The customers whose events in this batch go straight into loop_events:
+// those with at least direct_rows of them, since they then share their
+// pages, and nothing in the log. The log's rows are older, and reads order
+// a customer's unfolded events after its folded ones, so a customer with
+// rows in the log (known to the schedule, or logged by another process)
+// is logged again and named in `to_fold`: folding it lets its next batch
+// go straight in.
+std::unordered_set<std::string_view> SqliteStore::direct_customers(
+    Connection& c, std::span<Job* const> jobs,
+    std::vector<std::string_view>& to_fold) {
+  std::unordered_set<std::string_view> direct;
+  if (tuning_.direct_rows == 0 || jobs.size() < tuning_.direct_rows) {
+    return direct;
+  }
+  std::unordered_map<std::string_view, std::size_t> per_customer;
+  for (const Job* job : jobs) ++per_customer[job->customer_id];
+  for (const auto& [customer, events] : per_customer) {
+    if (events < tuning_.direct_rows) continue;
+    const std::string id(customer);
+    bool logged = schedule_.pending_rows(id) > 0;
+    if (!logged) {
+      Use mark(c.statement(sql::kFoldMark));
+      mark->bind(1, id);
+      mark->executeStep();
+      Use newest(c.statement(sql::kNewestLogRow));
+      newest->bind(1, id);
+      newest->executeStep();
+      logged = !newest->getColumn(0).isNull() &&
+               newest->getColumn(0).getInt64() > mark->getColumn(0).getInt64();
+    }
+    if (logged) {
+      to_fold.push_back(customer);
+    } else {
+      direct.insert(customer);
+    }
+  }
+  return direct;
+}
+
 // The writer thread hands writer_ back (once per turn; later calls in the
 // same turn do nothing), counting out `appends_done` appends of the batch
 // it committed, and asks its next turn for a checkpoint when one is due.
@@ -1045,20 +1344,36 @@ void SqliteStore::release_connection(std::size_t appends_done) {
   if (!writer_holds_connection_) return;
   writer_holds_connection_ = false;
   std::lock_guard lock(mutex_);
-  hand_back_connection(appends_done);
+  (void)hand_back_connection(appends_done);  // this thread is the writer
   if (appends_done > 0) last_batch_size_ = appends_done;
 }
 
 // Whoever held writer_ (the writer thread or an inline appender) gives it
 // up, counting out the `appends_done` appends it committed; a commit that
-// left the WAL past its limit asks the writer thread for a checkpoint.
-// Called under mutex_.
-void SqliteStore::hand_back_connection(std::size_t appends_done) {
+// left the WAL past its limit asks the writer thread for a checkpoint, and
+// the fold flags are set from the schedule. Returns whether the writer
+// thread has new fold work to be woken for. Called under mutex_.
+bool SqliteStore::hand_back_connection(std::size_t appends_done) {
   writer_busy_ = false;
   appends_in_flight_ -= appends_done;
-  if (!in_memory_ && wal_pages_ >= kWalCheckpointPages) {
-    checkpoint_wanted_ = true;
-  }
+  if (appends_done > 0) last_append_at_ = std::chrono::steady_clock::now();
+  ask_for_checkpoint();
+  const bool idle_work_before = log_has_rows_ || wal_has_frames_;
+  fold_urgent_ = fold_due_at_hand_back();
+  log_has_rows_ = schedule_.rows() > 0;
+  wal_has_frames_ = wal_pages_ > 0;
+  return fold_urgent_ ||
+         ((log_has_rows_ || wal_has_frames_) && !idle_work_before);
+}
+
+// Whether the writer should fold before its next batch: a customer asked
+// for it (fold_threshold reached, or a batch that could have gone straight
+// in), or the log is longer than max_log_rows. Not while a failed fold
+// waits out kFoldRetryDelay. Called by the connection's holder.
+bool SqliteStore::fold_due_at_hand_back() const {
+  if (std::chrono::steady_clock::now() < fold_retry_after_) return false;
+  return schedule_.any_wanted() ||
+         schedule_.rows() > static_cast<std::int64_t>(tuning_.max_log_rows);
 }
 
 // SQLite would go on writing to a file that was unlinked or replaced, and
@@ -1071,14 +1386,60 @@ bool SqliteStore::file_has_moved(Connection& c) const {
   return moved != 0;
 }
 
-// SQLite's automatic checkpoint is passive: while readers keep old
-// snapshots open it cannot start the WAL over, and under steady reads the
-// file grows without bound. So, after the acknowledgements went out, the
-// writer runs a RESTART checkpoint once the WAL holds kWalCheckpointPages:
-// it waits (busy timeout) for the readers of older snapshots to finish,
-// after which the next commit starts the WAL from its beginning and
-// journal_size_limit truncates the file. A checkpoint that cannot finish is
-// logged and tried again after the next batch.
+// WAL housekeeping, in two steps. SQLite's automatic checkpoint is
+// passive: while readers keep old snapshots open, or the writer keeps
+// committing, it cannot start the WAL over, and the file grows without
+// bound. Copying the WAL's pages into the database file is most of a
+// checkpoint's cost (4 ms for 1,000 pages of many customers, on the
+// writer's time before this was split: bench/README.md), and it needs no
+// write lock. So once the WAL holds kWalCheckpointPages, the backfiller
+// thread copies it with a PASSIVE checkpoint on its own connection while
+// the writer goes on committing; then the writer, at its next turn, runs
+// a RESTART checkpoint, which only has the pages committed meanwhile left
+// to copy, waits (busy timeout) for readers of older snapshots, and lets
+// the next commit start the WAL from its beginning (journal_size_limit
+// truncates the file). Should the backfiller fall behind by as much again,
+// the writer restarts the WAL itself. A checkpoint that cannot finish is
+// logged and tried again after the next batch. Called by the holder of the
+// connection, under mutex_.
+void SqliteStore::ask_for_checkpoint() {
+  if (in_memory_ || wal_pages_ < kWalCheckpointPages) return;
+  if (!backfiller_ || wal_pages_ >= 2 * kWalCheckpointPages) {
+    checkpoint_wanted_ = true;
+    return;
+  }
+  if (backfill_running_ || backfill_wanted_ || checkpoint_wanted_) return;
+  backfill_wanted_ = true;
+  backfill_wake_.notify_one();
+}
+
+void SqliteStore::backfiller_main() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    backfill_wake_.wait(
+        lock, [this] { return backfiller_stop_ || backfill_wanted_; });
+    if (backfiller_stop_) return;
+    backfill_wanted_ = false;
+    backfill_running_ = true;
+    lock.unlock();
+    int wal_pages = 0;
+    int copied = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(backfiller_->db().getHandle(),
+                                             "main", SQLITE_CHECKPOINT_PASSIVE,
+                                             &wal_pages, &copied);
+    if (rc != SQLITE_OK) {
+      log(kLogWarn, std::string("copying the WAL into the database failed: ") +
+                        sqlite3_errstr(rc) + "; the writer checkpoints");
+    }
+    lock.lock();
+    backfill_running_ = false;
+    checkpoint_wanted_ = true;
+    // Only a waiting writer needs the signal; a busy one looks at the flag
+    // before its next turn.
+    if (writer_waits_for_ > 0) wake_.notify_one();
+  }
+}
+
 void SqliteStore::checkpoint_if_due(Connection& c) noexcept {
   if (in_memory_) return;
   if (wal_pages_ < kWalCheckpointPages) return;
@@ -1094,16 +1455,16 @@ void SqliteStore::checkpoint_if_due(Connection& c) noexcept {
   }
 }
 
-// One row. A constraint failure (the customer is gone) fails this append
-// only: SQLite's default conflict resolution (ABORT) undoes just the failed
-// statement and keeps the transaction, so no savepoint per row is needed
-// (one cost a statement sub-journal copy of every page the row touched).
-// Anything else aborts the whole batch.
+// One row, into the log or straight in. A constraint failure (the customer
+// is gone) fails this append only: SQLite's default conflict resolution
+// (ABORT) undoes just the failed statement and keeps the transaction, so no
+// savepoint per row is needed (one cost a statement sub-journal copy of
+// every page the row touched). Anything else aborts the whole batch.
 Status SqliteStore::insert_event(Connection& c, const Job& job,
-                                 std::int64_t received_at,
+                                 std::int64_t received_at, std::int64_t* log_id,
                                  BatchRollups& rollups) {
   try {
-    Use insert(c.statement(sql::kInsertEvent));
+    Use insert(c.statement(log_id ? sql::kLogEvent : sql::kInsertEvent));
     bind_event(*insert, job.customer_id, *job.event, received_at);
     insert->exec();
   } catch (const SQLite::Exception& e) {
@@ -1115,8 +1476,208 @@ Status SqliteStore::insert_event(Connection& c, const Job& job,
         ErrorCode::invalid_argument, "",
         std::string("append: the event was refused (") + e.what() + ")");
   }
-  rollups.add(job.customer_id, *job.event);
+  if (log_id) {
+    *log_id = c.db().getLastInsertRowid();
+  } else {
+    rollups.add(job.customer_id, *job.event);
+  }
   return {};
+}
+
+// Before a write that must be flushed: throws unless synchronous=FULL holds.
+void SqliteStore::require_full_sync(Connection& c) {
+  if (!sync_lost_) return;
+  restore_full_sync(c);
+  if (sync_lost_) {
+    throw SQLite::Exception(
+        "commits cannot be flushed (synchronous=FULL was lost)", SQLITE_IOERR);
+  }
+}
+
+// ---- Folding
+// ------------------------------------------------------------------
+
+// One transaction of folding on `c`, which the caller holds: at most
+// fold_step_rows logged events of the customers the schedule names (those
+// that asked, and, while the log is over max_log_rows or `drain` is set,
+// those with rows in its head chunk, oldest first); or, when nothing in
+// the head chunk is left to fold, the deletion of that chunk. Returns
+// whether it committed anything; false when there was nothing to do or it
+// failed, in which case it logs why and the next fold waits
+// kFoldRetryDelay.
+bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
+  if (std::chrono::steady_clock::now() < fold_retry_after_) return false;
+  try {
+    const bool trimming = drain || schedule_.rows() > static_cast<std::int64_t>(
+                                                          tuning_.max_log_rows);
+    if (!trimming && !schedule_.any_wanted()) return false;
+    if (drain && schedule_.rows() == 0) {
+      // Idle or closing with nothing logged here: another process may
+      // have logged rows (or died before folding them).
+      Use extent(c.statement(sql::kLogExtent));
+      extent->executeStep();
+      if (!extent->getColumn(0).isNull()) {
+        schedule_.set_extent(extent->getColumn(0).getInt64(),
+                             extent->getColumn(1).getInt64());
+      }
+    }
+    if (trimming && schedule_.rows() == 0 && !schedule_.any_wanted()) {
+      return false;
+    }
+    const std::int64_t head_end =
+        schedule_.first() + static_cast<std::int64_t>(tuning_.trim_rows) - 1;
+    const std::vector<std::string> customers = schedule_.next(
+        tuning_.fold_step_rows,
+        trimming ? std::optional<std::int64_t>(head_end) : std::nullopt);
+
+    struct Done {
+      std::string customer;
+      Folded folded;
+    };
+    std::vector<Done> done;
+    bool trimmed = false;
+    // A fold moves rows within the file: it needs no flush of its own.
+    c.run(kSyncNormal);
+    c.run(kBeginImmediate);
+    std::size_t budget = tuning_.fold_step_rows;
+    for (const std::string& customer : customers) {
+      if (budget == 0) break;
+      done.push_back({customer, fold_customer(c, customer, budget)});
+      budget -= std::min(budget, done.back().folded.rows);
+    }
+    if (done.empty() && trimming && schedule_.rows() > 0) {
+      // Nothing this process knows of is left in the head chunk; rows
+      // another process logged may be.
+      std::optional<std::string> other;
+      {
+        Use unfolded(c.statement(sql::kUnfoldedAtOrBelow));
+        unfolded->bind(1, head_end);
+        if (unfolded->executeStep()) other = unfolded->getColumn(0).getString();
+      }
+      if (other) {
+        done.push_back({*other, fold_customer(c, *other, budget)});
+      } else {
+        Use trim(c.statement(sql::kTrimLog));
+        trim->bind(1, head_end);
+        trim->exec();
+        trimmed = true;
+      }
+    }
+    std::int64_t first = schedule_.first();
+    std::int64_t last = 0;
+    if (trimmed) {
+      Use extent(c.statement(sql::kLogExtent));
+      extent->executeStep();
+      first =
+          extent->getColumn(0).isNull() ? 0 : extent->getColumn(0).getInt64();
+      last =
+          extent->getColumn(1).isNull() ? 0 : extent->getColumn(1).getInt64();
+    }
+    c.run(kCommit);
+    c.run(kSyncFull);
+    for (const Done& d : done) {
+      schedule_.folded(d.customer, d.folded.rows, d.folded.through,
+                       d.folded.all);
+    }
+    if (trimmed) schedule_.set_extent(first, last);
+    return trimmed || !done.empty();
+  } catch (...) {
+    const Error error = current_error("fold");
+    c.rollback_quietly();
+    restore_full_sync(c);
+    fold_retry_after_ = std::chrono::steady_clock::now() + kFoldRetryDelay;
+    log(kLogWarn,
+        "folding the ingest log failed, retried later: " + error.message);
+    return false;
+  }
+}
+
+// Folds up to `budget` (at least one) of `customer`'s unfolded log rows,
+// oldest first, inside the caller's write transaction.
+SqliteStore::Folded SqliteStore::fold_customer(Connection& c,
+                                               const std::string& customer,
+                                               std::size_t budget) {
+  std::int64_t mark = 0;
+  std::int64_t newest = 0;
+  {
+    Use query(c.statement(sql::kFoldMark));
+    query->bind(1, customer);
+    query->executeStep();
+    mark = query->getColumn(0).getInt64();
+  }
+  {
+    Use query(c.statement(sql::kNewestLogRow));
+    query->bind(1, customer);
+    query->executeStep();
+    if (!query->getColumn(0).isNull()) newest = query->getColumn(0).getInt64();
+  }
+  if (newest <= mark) return {0, mark, true};
+
+  std::int64_t through = newest;
+  {
+    Use nth(c.statement(sql::kNthUnfoldedLogRow));
+    nth->bind(1, customer);
+    nth->bind(2, mark);
+    nth->bind(3,
+              static_cast<std::int64_t>(std::max<std::size_t>(budget, 1)) - 1);
+    if (nth->executeStep()) through = nth->getColumn(0).getInt64();
+  }
+  std::size_t rows = 0;
+  {
+    Use fold(c.statement(sql::kFoldEvents));
+    fold->bind(1, customer);
+    fold->bind(2, mark);
+    fold->bind(3, through);
+    rows = static_cast<std::size_t>(fold->exec());
+  }
+  {
+    // The rollups are summed here in one pass over the rows, not with a
+    // GROUP BY per rollup table (four passes and four sorts). `texts`
+    // keeps the borrowed outcomes and workload ids alive; a deque never
+    // moves what it holds.
+    std::deque<std::string> texts;
+    BatchRollups rollups;
+    Use query(c.statement(sql::kFoldRollupRows));
+    query->bind(1, customer);
+    query->bind(2, mark);
+    query->bind(3, through);
+    while (query->executeStep()) {
+      BatchRollups::Contribution e;
+      e.timestamp_hour = query->getColumn(0).getInt64();
+      e.outcome = texts.emplace_back(query->getColumn(1).getString());
+      e.iterations = query->getColumn(2).getInt64();
+      e.savings = query->getColumn(3).getInt64();
+      e.rollback = query->getColumn(4).getInt() != 0;
+      if (!query->getColumn(5).isNull()) {
+        e.workload_id = texts.emplace_back(query->getColumn(5).getString());
+      }
+      rollups.add(customer, e);
+    }
+    rollups.write(c);
+  }
+  {
+    Use mark_it(c.statement(sql::kSetFoldMark));
+    mark_it->bind(1, customer);
+    mark_it->bind(2, through);
+    mark_it->exec();
+  }
+  return {rows, through, through == newest};
+}
+
+// Puts the connection back to synchronous=FULL after a fold, whatever
+// happened: every acknowledging commit depends on it. If even that fails,
+// the connection is closed for writing (writes fail with storage_error)
+// rather than left acknowledging events it has not flushed.
+void SqliteStore::restore_full_sync(Connection& c) noexcept {
+  if (sqlite3_exec(c.db().getHandle(), kSyncFull, nullptr, nullptr, nullptr) ==
+      SQLITE_OK) {
+    sync_lost_ = false;
+    return;
+  }
+  log(kLogError,
+      "could not restore synchronous=FULL after a fold; refusing "
+      "further writes");
+  sync_lost_ = true;
 }
 
 void SqliteStore::run_job(Job& job) {
@@ -1124,6 +1685,7 @@ void SqliteStore::run_job(Job& job) {
   Status result;
   try {
     if (job.kind == JobKind::write) {
+      require_full_sync(c);
       c.run(kBeginImmediate);
       result = job.work(c);
       if (result) {
@@ -1166,6 +1728,23 @@ void SqliteStore::run_touches(Touches& touches) {
     log(kLogWarn, current_error("last_seen_at").message);
   }
   touches.clear();
+}
+
+// An idle writer empties the WAL file: what it holds is copied into the
+// database and the file truncated, so that a store at rest is (almost) one
+// file. A reader that keeps an older snapshot past the busy timeout makes
+// it fail (SQLITE_BUSY, logged); the next idle period tries again.
+void SqliteStore::truncate_wal() noexcept {
+  if (in_memory_) return;
+  const int rc =
+      sqlite3_wal_checkpoint_v2(writer_->db().getHandle(), "main",
+                                SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  if (rc == SQLITE_OK) {
+    wal_pages_ = 0;
+  } else {
+    log(kLogWarn,
+        std::string("idle WAL truncation postponed: ") + sqlite3_errstr(rc));
+  }
 }
 
 // Folds the WAL back into the database so that a closed store is one file.
@@ -1314,6 +1893,9 @@ Status SqliteStore::delete_customer(std::string_view customer_id) {
         remove->bind(1, id);
         remove->exec();
       }
+      // On the writer thread, which holds the connection: if the commit
+      // fails, the schedule only names a customer with nothing to fold.
+      schedule_.forget(id);
       return {};
     });
     if (!status) return status;
@@ -1575,9 +2157,10 @@ bool SqliteStore::append_inline(WaitedJob& job) {
       bool notify = false;
       {
         std::lock_guard lock(store.mutex_);
-        store.hand_back_connection(1);
+        const bool fold_work = store.hand_back_connection(1);
         notify = store.writer_waits_for_connection_ || !store.queue_.empty() ||
-                 !store.pending_touches_.empty() || store.checkpoint_wanted_;
+                 !store.pending_touches_.empty() || store.checkpoint_wanted_ ||
+                 fold_work;
       }
       if (notify) store.wake_.notify_one();
     }
@@ -1676,54 +2259,94 @@ Result<Stats> SqliteStore::stats(const StatsQuery& q) {
       });
 }
 
+ProfileRow read_profile_row(SQLite::Statement& query) {
+  ProfileRow row;
+  row.timestamp_hour = query.getColumn(0).getInt64();
+  row.workload_id = text_or_null(query, 1);
+  row.profile_min = real_or_null(query, 2);
+  row.profile_max = real_or_null(query, 3);
+  row.profile_median = real_or_null(query, 4);
+  row.profile_samples = query.getColumn(5).getInt64();
+  row.outcome = query.getColumn(6).getString();
+  row.iterations_used = query.getColumn(7).getInt64();
+  row.gain_margin = real_or_null(query, 8);
+  return row;
+}
+
+EventRow read_event_row(SQLite::Statement& query) {
+  EventRow row;
+  row.timestamp_hour = query.getColumn(0).getInt64();
+  row.workload_id = text_or_null(query, 1);
+  row.outcome = query.getColumn(2).getString();
+  row.iterations_used = query.getColumn(3).getInt64();
+  row.gain_margin = real_or_null(query, 4);
+  row.profile_max = real_or_null(query, 5);
+  row.savings_vs_fixed_cap = int_or_null(query, 6);
+  row.library_version = query.getColumn(7).getString();
+  return row;
+}
+
+// A newest-first read: the customer's unfolded log rows (`unfolded_sql`)
+// and its folded rows (`folded_sql`), each ordered newest first and
+// limited, bound alike (?1 customer, ?2 since, ?3 limit, then `more`),
+// merged into `rows`. Within an hour the unfolded rows come first: they
+// arrived after every folded row of the customer.
+template <class Row>
+void read_newest_first(Connection& c, const char* folded_sql,
+                       const char* unfolded_sql, const std::string& customer,
+                       std::int64_t since, int limit,
+                       const std::optional<std::string>& more,
+                       Row (*read_row)(SQLite::Statement&),
+                       std::vector<Row>& rows) {
+  std::vector<Row> unfolded;
+  std::vector<Row> folded;
+  for (auto [text, out] :
+       {std::pair{unfolded_sql, &unfolded}, std::pair{folded_sql, &folded}}) {
+    Use query(c.statement(text));
+    query->bind(1, customer);
+    query->bind(2, since);
+    query->bind(3, limit);
+    if (more) query->bind(4, *more);
+    while (query->executeStep()) out->push_back(read_row(*query));
+  }
+  // std::merge takes from the first range on ties.
+  rows.reserve(std::min(unfolded.size() + folded.size(),
+                        static_cast<std::size_t>(limit)));
+  std::merge(std::make_move_iterator(unfolded.begin()),
+             std::make_move_iterator(unfolded.end()),
+             std::make_move_iterator(folded.begin()),
+             std::make_move_iterator(folded.end()), std::back_inserter(rows),
+             [](const Row& a, const Row& b) {
+               return a.timestamp_hour > b.timestamp_hour;
+             });
+  if (rows.size() > static_cast<std::size_t>(limit)) {
+    rows.resize(static_cast<std::size_t>(limit));
+  }
+}
+
 Result<std::vector<ProfileRow>> SqliteStore::profiles(const ProfilesQuery& q) {
-  const char* text =
-      q.workload_id ? sql::kProfilesForWorkload : sql::kProfiles;
+  const bool one = q.workload_id.has_value();
   return customer_read<std::vector<ProfileRow>>(
       "profiles", q.customer_id, q.limit, "limit",
       [&](Connection& c, std::vector<ProfileRow>& rows) {
-        Use query(c.statement(text));
-        query->bind(1, q.customer_id);
-        query->bind(2, q.since);
-        query->bind(3, q.limit);
-        if (q.workload_id) query->bind(4, *q.workload_id);
-        while (query->executeStep()) {
-          ProfileRow row;
-          row.timestamp_hour = query->getColumn(0).getInt64();
-          row.workload_id = text_or_null(*query, 1);
-          row.profile_min = real_or_null(*query, 2);
-          row.profile_max = real_or_null(*query, 3);
-          row.profile_median = real_or_null(*query, 4);
-          row.profile_samples = query->getColumn(5).getInt64();
-          row.outcome = query->getColumn(6).getString();
-          row.iterations_used = query->getColumn(7).getInt64();
-          row.gain_margin = real_or_null(*query, 8);
-          rows.push_back(std::move(row));
-        }
+        read_newest_first(
+            c, one ? sql::kProfilesForWorkload : sql::kProfiles,
+            one ? sql::kUnfoldedProfilesForWorkload : sql::kUnfoldedProfiles,
+            q.customer_id, q.since, q.limit, q.workload_id, &read_profile_row,
+            rows);
       });
 }
 
 Result<std::vector<EventRow>> SqliteStore::events(const EventsQuery& q) {
-  const char* text = q.rollbacks_only ? sql::kRollbackEvents : sql::kEvents;
+  const bool rollbacks = q.rollbacks_only;
   return customer_read<std::vector<EventRow>>(
       "events", q.customer_id, q.limit, "limit",
       [&](Connection& c, std::vector<EventRow>& rows) {
-        Use query(c.statement(text));
-        query->bind(1, q.customer_id);
-        query->bind(2, q.since);
-        query->bind(3, q.limit);
-        while (query->executeStep()) {
-          EventRow row;
-          row.timestamp_hour = query->getColumn(0).getInt64();
-          row.workload_id = text_or_null(*query, 1);
-          row.outcome = query->getColumn(2).getString();
-          row.iterations_used = query->getColumn(3).getInt64();
-          row.gain_margin = real_or_null(*query, 4);
-          row.profile_max = real_or_null(*query, 5);
-          row.savings_vs_fixed_cap = int_or_null(*query, 6);
-          row.library_version = query->getColumn(7).getString();
-          rows.push_back(std::move(row));
-        }
+        read_newest_first(
+            c, rollbacks ? sql::kRollbackEvents : sql::kEvents,
+            rollbacks ? sql::kUnfoldedRollbackEvents : sql::kUnfoldedEvents,
+            q.customer_id, q.since, q.limit, std::nullopt, &read_event_row,
+            rows);
       });
 }
 
@@ -1749,8 +2372,12 @@ Status SqliteStore::close() {
   readers_.clear();
   {
     std::lock_guard lock(mutex_);
+    backfiller_stop_ = true;
     stopping_ = true;
   }
+  backfill_wake_.notify_all();
+  if (backfiller_thread_.joinable()) backfiller_thread_.join();
+  backfiller_.reset();  // a closed store holds no connection
   wake_.notify_all();
   if (writer_thread_.joinable()) writer_thread_.join();
   writer_id_.store(std::thread::id());
@@ -1838,6 +2465,43 @@ Result<std::unique_ptr<Connection>> open_writer(
   return writer;
 }
 
+FoldSchedule scan_fold_schedule(Connection& c, const SqliteTuning& tuning) {
+  FoldSchedule schedule;
+  {
+    Use extent(c.statement(sql::kLogExtent));
+    extent->executeStep();
+    if (!extent->getColumn(0).isNull()) {
+      schedule.set_extent(extent->getColumn(0).getInt64(),
+                          extent->getColumn(1).getInt64());
+    }
+  }
+  Use unfolded(c.statement(sql::kUnfoldedCustomers));
+  while (unfolded->executeStep()) {
+    schedule.restore(
+        unfolded->getColumn(0).getString(), unfolded->getColumn(2).getInt64(),
+        static_cast<std::size_t>(unfolded->getColumn(1).getInt64()),
+        tuning.fold_threshold);
+  }
+  return schedule;
+}
+
+// What the ingest log holds at open (see FoldSchedule). One scan of the
+// log, which the writer keeps at about max_log_rows. A log that cannot be
+// read (damaged pages) does not stop the store from opening, as no other
+// table does: its reads fail where they meet the damage, and its events
+// are folded once the idle writer finds them (fold_step).
+FoldSchedule read_fold_schedule(Connection& c, const SqliteTuning& tuning,
+                                const LogFunction& log) {
+  try {
+    return scan_fold_schedule(c, tuning);
+  } catch (...) {
+    if (log) {
+      log(kLogWarn, current_error("open: reading the ingest log").message);
+    }
+    return FoldSchedule();
+  }
+}
+
 }  // namespace
 
 void bind_event(SQLite::Statement& s, const std::string& customer_id,
@@ -1892,13 +2556,23 @@ Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options,
   try {
     auto writer = open_writer(options, tuning, in_memory);
     if (!writer) return writer.error();
+    FoldSchedule schedule = read_fold_schedule(**writer, tuning, options.log);
+    std::unique_ptr<Connection> backfiller;
+    if (!in_memory && !tuning.read_only) {
+      backfiller = std::make_unique<Connection>(
+          options.path, SQLite::OPEN_READWRITE | SQLite::OPEN_NOMUTEX,
+          tuning.busy_timeout_ms);
+      // Its checkpoints flush the database file before they count.
+      backfiller->db().exec("PRAGMA synchronous = FULL");
+    }
     if (options.log) {
       options.log(kLogInfo, "opened " + path_in_quotes(options.path) +
                                 " at schema version " +
                                 std::to_string(sqlite::kSchemaVersion));
     }
     return std::unique_ptr<Store>(std::make_unique<SqliteStore>(
-        std::move(options), tuning, std::move(*writer), in_memory));
+        std::move(options), tuning, std::move(*writer), std::move(backfiller),
+        std::move(schedule), in_memory));
   } catch (const sqlite::MigrationError& e) {
     const ErrorCode code = e.kind() == sqlite::SchemaKind::too_new
                                ? ErrorCode::schema_too_new

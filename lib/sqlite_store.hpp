@@ -14,20 +14,38 @@
 // statement rollback and fails only its own append(), while a failed
 // transaction (disk full, I/O error) fails every append() of the batch and
 // leaves nothing of it. append_async() queues the same way and calls back
-// from the writer thread after the commit. After
-// a batch of n events the writer waits briefly for n appends to be queued
-// again (see max_gather_window_us), so that concurrent appenders keep
-// sharing commits. The hourly and daily rollups that answer stats() are
-// updated in the same transaction, summed in memory first. Admin writes
-// (create, rotate, revoke, delete) and the throttled last_seen_at updates
-// go through the same thread, so in-process callers never meet SQLITE_BUSY;
-// another process holding the lock longer than the busy timeout gives
-// ErrorCode::busy.
+// from the writer thread after the commit. After a batch of n events the
+// writer waits briefly for n appends to be queued again (see
+// max_gather_window_us), so that concurrent appenders keep sharing commits.
+// Admin writes (create, rotate, revoke, delete) and the throttled
+// last_seen_at updates go through the same thread, so in-process callers
+// never meet SQLITE_BUSY; another process holding the lock longer than the
+// busy timeout gives ErrorCode::busy.
 //
+// Where a batch's events go (see sqlite_schema.hpp for the tables): a
+// customer with at least SqliteTuning::direct_rows events in the batch and
+// nothing waiting in the ingest log has them written straight into
+// loop_events and the rollups, since they share that customer's pages.
+// Every other event is appended to the ingest log, which costs the commit
+// about one page per event whatever the customer: with many customers
+// interleaved, writing them straight in cost about six (one per index and
+// rollup). The writer folds logged events into loop_events and the rollups
+// later, a customer at a time so that they share pages again, in
+// transactions of at most fold_step_rows events between batches: a
+// customer once it has fold_threshold events logged (or it sent a batch
+// that could have gone straight in), every customer once the log holds
+// more than max_log_rows, and everything once no write has come for
+// idle_fold_delay_ms or the store closes. Folds and the deletion of the
+// log's folded head commit without their own flush (synchronous=NORMAL):
+// they move rows within the file atomically, so a power cut can only undo
+// a whole fold, and the next acknowledging commit flushes them anyway.
+
 // Reads: a small pool of connections with query_only set; WAL readers never
-// block the writer and see only committed transactions. Each read is one
-// indexed range query per result set, inside one read transaction (a
-// consistent snapshot); stats() sums its rollup rows in memory. An
+// block the writer and see only committed transactions. Each read runs
+// inside one read transaction (a consistent snapshot, so a fold is seen
+// whole or not at all): stats() sums its rollup rows and the customer's
+// unfolded log rows in memory; events() and profiles() merge an indexed
+// range of loop_events with the customer's unfolded log rows. An
 // in-memory database (":memory:" or "") cannot be shared between
 // connections, so there every read runs on the writer thread.
 //
@@ -57,8 +75,9 @@
 // Limits: reads answer customer_not_found for an unknown customer. stats()
 // costs about one rollup row per (day, workload) and (day, outcome) in the
 // window, so a customer with hundreds of workloads a day takes a few
-// milliseconds (bench/store_bench). Retention (pruning old events) is not
-// done here.
+// milliseconds (bench/store_bench), plus one row per unfolded log event of
+// the customer (at most about fold_threshold, more while the writer is
+// behind). Retention (pruning old events) is not done here.
 #pragma once
 
 #include "store.hpp"
@@ -107,6 +126,24 @@ struct SqliteTuning {
   // loop; each keeps at most 1 MiB of pages in its cache.
   std::size_t max_idle_readers = 16;
   int busy_timeout_ms = 5000;
+
+  // The ingest log (see the comment at the top). A customer with at least
+  // this many events in one batch, and none waiting in the log, has them
+  // written straight into loop_events and the rollups; 0 logs everything.
+  std::size_t direct_rows = 4;
+  // A customer is folded once this many of its events wait in the log: it
+  // bounds what each of its reads adds up from the log.
+  std::size_t fold_threshold = 1024;
+  // Past this many log rows every customer is folded, oldest first, and
+  // the folded head is deleted; it bounds the log's size.
+  std::size_t max_log_rows = 65536;
+  // At most this many events folded per transaction, so that a fold holds
+  // up the next batch's commit for a few milliseconds at most.
+  std::size_t fold_step_rows = 256;
+  // Log rows deleted per transaction once folded.
+  std::size_t trim_rows = 4096;
+  // With no write for this long, the writer folds the whole log.
+  std::int64_t idle_fold_delay_ms = 200;
 };
 
 Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options,

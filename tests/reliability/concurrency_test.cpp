@@ -181,12 +181,13 @@ int main(int argc, char** argv) {
   REL_CHECK_EQ(lgr_receiver_close(s.receiver, nullptr), LGR_OK);
   run.receiver.reset();
 
-  REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM loop_events"), total);
+  REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM stored_events"),
+               total);
   REL_CHECK_EQ(rel::sql_scalar(db, "PRAGMA integrity_check"),
                std::string("ok"));
   for (int c = 0; c < kCustomers; ++c) {
     const std::string sql =
-        "SELECT COUNT(*) FROM loop_events WHERE customer_id = '" +
+        "SELECT COUNT(*) FROM stored_events WHERE customer_id = '" +
         s.customers[c].id + "' AND workload_id NOT LIKE '" + marker_prefix(c) +
         "%'";
     REL_CHECK_EQ(rel::count_rows(db, sql.c_str()), 0LL);

@@ -10,7 +10,7 @@ Two halves, each run over several kill/restart rounds on one database:
           16 keep-alive connections; it is killed mid-burst and restarted.
 
 After the rounds, every event acknowledged before a kill (LGR_OK, or 202)
-must be in loop_events exactly once, for the right customer; no event is
+must be stored exactly once (stored_events), for the right customer; no event is
 stored twice; the hourly rollups agree with the rows; the library reopens
 the file and its stats agree; PRAGMA integrity_check is "ok".
 
@@ -71,7 +71,7 @@ def check_database(db, acked, customers):
 
         stored = {}
         for workload, customer, n in conn.execute(
-                "SELECT workload_id, customer_id, COUNT(*) FROM loop_events"
+                "SELECT workload_id, customer_id, COUNT(*) FROM stored_events"
                 " GROUP BY workload_id, customer_id"):
             expect(n == 1, f"{workload} stored {n} times")
             expect(workload not in stored,
@@ -86,7 +86,7 @@ def check_database(db, acked, customers):
 
         # The rollups are written in the same transaction as the rows.
         rows = dict(conn.execute(
-            "SELECT customer_id, COUNT(*) FROM loop_events"
+            "SELECT customer_id, COUNT(*) FROM stored_events"
             " GROUP BY customer_id"))
         rollups = dict(conn.execute(
             "SELECT customer_id, SUM(events) FROM hourly_outcomes"

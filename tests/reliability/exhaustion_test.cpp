@@ -321,7 +321,8 @@ void case_disk_full(const rel::TempDir& tmp, const std::string& fixture) {
 
   REL_CHECK_EQ(rel::sql_scalar(db, "PRAGMA integrity_check"),
                std::string("ok"));
-  REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM loop_events"), acked);
+  REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM stored_events"),
+               acked);
 }
 
 void case_fd_limit(const rel::TempDir& tmp, const std::string& fixture) {
@@ -389,7 +390,8 @@ void case_fd_limit(const rel::TempDir& tmp, const std::string& fixture) {
   first.receiver.reset();
   REL_CHECK_EQ(rel::sql_scalar(db, "PRAGMA integrity_check"),
                std::string("ok"));
-  REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM loop_events"), acked);
+  REL_CHECK_EQ(rel::count_rows(db, "SELECT COUNT(*) FROM stored_events"),
+               acked);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -189,6 +190,31 @@ inline std::string payload_with_workload(const std::string& fixture,
 
 // ---- Receivers and requests ---------------------------------------------
 
+// The library's warnings and errors, kept for a failed check's message:
+// the library never prints, and a timed test's failure is worth explaining.
+struct Warnings {
+  std::mutex mutex;
+  std::vector<std::string> lines;  // the first kMax only
+  static constexpr std::size_t kMax = 40;
+
+  static void record(void* self, lgr_log_level, const char* message) {
+    auto* w = static_cast<Warnings*>(self);
+    std::lock_guard lock(w->mutex);
+    if (w->lines.size() < kMax) w->lines.emplace_back(message);
+  }
+  std::string text() {
+    std::lock_guard lock(mutex);
+    std::string out;
+    for (const auto& line : lines) out += "\n  library: " + line;
+    return out;
+  }
+};
+
+inline Warnings& warnings() {
+  static Warnings all;
+  return all;
+}
+
 // Opens a receiver on `db` with the fixed clock; on failure returns null and
 // sets *status and *message.
 inline ReceiverPtr open_receiver(const std::string& db, lgr_status* status,
@@ -200,6 +226,8 @@ inline ReceiverPtr open_receiver(const std::string& db, lgr_status* status,
   }
   lgr_options_set_db_path(options, db.c_str(), nullptr);
   lgr_options_set_fixed_time(options, kFixedNow, nullptr);
+  lgr_options_set_logger(options, LGR_LOG_WARN, &Warnings::record, &warnings(),
+                         nullptr);
   lgr_receiver* r = nullptr;
   lgr_error* raw = nullptr;
   const lgr_status s = lgr_receiver_open(options, &r, &raw);

@@ -42,7 +42,7 @@ TEST_SUITE("store failures") {
     CHECK(code_of(store->profiles(profiles_query(nobody))) ==
           "customer_not_found");
     CHECK(code_of(store->events(events_query(nobody))) == "customer_not_found");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 0);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 0);
   }
 
   TEST_CASE_FIXTURE(StoreFixture, "negative limits are invalid_argument") {
@@ -102,7 +102,7 @@ TEST_SUITE("store failures") {
     CHECK(refused.load() == 8);
     CHECK(other.load() == 0);
     CHECK(reopen() == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == acknowledged.load());
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == acknowledged.load());
     CHECK(rollup_differences(db_path()) == "");
   }
 
@@ -153,14 +153,31 @@ TEST_SUITE("store failures") {
           50);
     CHECK(store->close());
 
-    // Keep page 1 (header and schema), overwrite every other page.
+    // Keep the pages of the schema (page 1 and what it overflows into),
+    // overwrite every other page.
+    const std::string schema_pages =
+        query_text(db_path(),
+                   "SELECT group_concat(pageno, ',') FROM dbstat"
+                   " WHERE name = 'sqlite_schema'");
+    std::vector<bool> keep;
+    for (std::size_t at = 0; at < schema_pages.size();) {
+      const std::size_t comma =
+          std::min(schema_pages.find(',', at), schema_pages.size());
+      const std::size_t page = std::stoul(schema_pages.substr(at, comma - at));
+      if (keep.size() < page) keep.resize(page, false);
+      keep[page - 1] = true;
+      at = comma + 1;
+    }
     std::string bytes = file_bytes(db_path());
     REQUIRE(bytes.size() > 8192);
-    for (std::size_t i = 4096; i < bytes.size(); ++i) bytes[i] = '\x5a';
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      const std::size_t page = i / 4096;
+      if (page >= keep.size() || !keep[page]) bytes[i] = '\x5a';
+    }
     write_file(db_path(), bytes);
 
-    // Page 1 still holds the schema, so the store opens; every read or
-    // write that meets a damaged page fails cleanly.
+    // The schema is intact, so the store opens; every read or write that
+    // meets a damaged page fails cleanly.
     REQUIRE(open() == "ok");
     CHECK(code_of(store->stats(stats_query(customer))) == "storage_error");
     CHECK(code_of(store->events(events_query(customer))) == "storage_error");
@@ -187,7 +204,7 @@ TEST_SUITE("store failures") {
     CHECK(code_of(last) == "storage_error");
     CHECK(message_of(last) == "append: disk full");
     CHECK(acknowledged > 0);
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == acknowledged);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == acknowledged);
     CHECK(rollup_differences(db_path()) == "");
     // The store keeps serving reads and refuses further writes cleanly.
     CHECK(must(store->stats(stats_query(customer))).totals.event_count ==
@@ -196,8 +213,8 @@ TEST_SUITE("store failures") {
     CHECK(store->close());
 
     REQUIRE(open() == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == acknowledged);
-    CHECK(count("SELECT MAX(iterations_used) FROM loop_events") ==
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == acknowledged);
+    CHECK(count("SELECT MAX(iterations_used) FROM stored_events") ==
           acknowledged - 1);
     CHECK(store->append(customer, bulky_event(acknowledged)));
   }
@@ -213,11 +230,11 @@ TEST_SUITE("store failures") {
     const std::size_t acknowledged = append_all(customer, events, 8);
     CHECK(acknowledged > 0);
     CHECK(acknowledged < events.size());
-    CHECK(count("SELECT COUNT(*) FROM loop_events") ==
+    CHECK(count("SELECT COUNT(*) FROM stored_events") ==
           static_cast<std::int64_t>(acknowledged));
     CHECK(rollup_differences(db_path()) == "");
     CHECK(reopen() == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") ==
+    CHECK(count("SELECT COUNT(*) FROM stored_events") ==
           static_cast<std::int64_t>(acknowledged));
   }
 
@@ -239,7 +256,7 @@ TEST_SUITE("store failures") {
     other.exec("ROLLBACK");
 
     CHECK(store->append(customer, make_event(kNow)));
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 2);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 2);
   }
 
   TEST_CASE_FIXTURE(StoreFixture, "the log receives diagnostics") {
@@ -248,7 +265,7 @@ TEST_SUITE("store failures") {
     CHECK(store->close());
     std::lock_guard lock(log_mutex);
     CHECK(!log_lines.empty());
-    CHECK(contains(log_lines.front(), "schema migrated from version 0 to 1"));
+    CHECK(contains(log_lines.front(), "schema migrated from version 0 to 2"));
   }
 
 }  // TEST_SUITE

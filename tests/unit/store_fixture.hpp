@@ -122,6 +122,43 @@ inline LoopEvent make_event(std::int64_t hour,
   return e;
 }
 
+// One-line texts of read results, for CHECKs that compare whole answers.
+inline std::string outcomes_text(const Stats& s) {
+  std::string out;
+  for (const auto& o : s.outcomes) {
+    out += (out.empty() ? "" : ",") + o.outcome + "=" + std::to_string(o.count);
+  }
+  return out;
+}
+
+inline std::string workloads_text(const Stats& s) {
+  std::string out;
+  for (const auto& w : s.workloads) {
+    out += (out.empty() ? "" : ",") + w.workload_id.value_or("null") + "=" +
+           std::to_string(w.count);
+  }
+  return out;
+}
+
+inline std::string totals_text(const Stats& s) {
+  return std::to_string(s.totals.event_count) + "/" +
+         std::to_string(s.totals.total_iterations) + "/" +
+         std::to_string(s.totals.total_savings) + "/" +
+         std::to_string(s.totals.rollbacks);
+}
+
+// "hour:iterations" per row, hours relative to kNow.
+template <class Rows>
+std::string rows_text(const Rows& rows) {
+  std::string out;
+  for (const auto& r : rows) {
+    out += (out.empty() ? "" : ",") +
+           std::to_string((r.timestamp_hour - kNow) / kHour) + ":" +
+           std::to_string(r.iterations_used);
+  }
+  return out;
+}
+
 // Raw access to the database file, for checks the Store API does not offer.
 inline std::string query_text(const std::filesystem::path& db_path,
                               const std::string& sql) {
@@ -168,7 +205,8 @@ inline std::string query_plan(const std::filesystem::path& db_path,
 }
 
 // Rows on which the rollups and a recount from loop_events disagree, in
-// either direction; "" when they are equal.
+// either direction; "" when they are equal. The rollups hold exactly the
+// folded events: those still in the ingest log are added by the reads.
 inline std::string rollup_differences(const std::filesystem::path& db_path) {
   const std::string recount_outcomes =
       "SELECT customer_id, timestamp_hour, outcome, COUNT(*),"
@@ -253,6 +291,14 @@ struct StoreFixture {
 
   std::string reopen(const SqliteTuning& tuning = {}) {
     if (store) (void)store->close();
+    return open(tuning);
+  }
+
+  // Closing folds the whole ingest log into loop_events and the rollups;
+  // reopening gives the test its store back. "ok" or the error code.
+  std::string fold_by_reopening(const SqliteTuning& tuning = {}) {
+    REQUIRE(store->close());
+    REQUIRE(count("SELECT COUNT(*) FROM ingest_log") == 0);
     return open(tuning);
   }
 

@@ -64,43 +64,8 @@ std::string seed_event(const std::string& customer, const std::string& hour,
          ", 0.1, 0.8, 0.4, 6, 0.05, 0.2, 0.5, 1.5, 1);";
 }
 
-std::string outcomes_text(const Stats& s) {
-  std::string out;
-  for (const auto& o : s.outcomes) {
-    out += (out.empty() ? "" : ",") + o.outcome + "=" + std::to_string(o.count);
-  }
-  return out;
-}
-
-std::string workloads_text(const Stats& s) {
-  std::string out;
-  for (const auto& w : s.workloads) {
-    out += (out.empty() ? "" : ",") + w.workload_id.value_or("null") + "=" +
-           std::to_string(w.count);
-  }
-  return out;
-}
-
-std::string totals_text(const Stats& s) {
-  return std::to_string(s.totals.event_count) + "/" +
-         std::to_string(s.totals.total_iterations) + "/" +
-         std::to_string(s.totals.total_savings) + "/" +
-         std::to_string(s.totals.rollbacks);
-}
-
-// "hour:iterations" per row, hours relative to kNow.
-template <class Rows>
-std::string rows_text(const Rows& rows) {
-  std::string out;
-  for (const auto& r : rows) {
-    out += (out.empty() ? "" : ",") +
-           std::to_string((r.timestamp_hour - kNow) / kHour) + ":" +
-           std::to_string(r.iterations_used);
-  }
-  return out;
-}
-
-// The same texts as above, recounted from loop_events with SQL.
+// The same texts as above, recounted with SQL from every stored event,
+// folded or not.
 std::string recount(const std::filesystem::path& db, const std::string& sql) {
   std::string rows = query_text(db, sql);
   std::replace(rows.begin(), rows.end(), ';', ',');
@@ -108,7 +73,7 @@ std::string recount(const std::filesystem::path& db, const std::string& sql) {
 }
 
 std::string window(const std::string& customer, std::int64_t since) {
-  return " FROM loop_events WHERE customer_id = '" + customer +
+  return " FROM stored_events WHERE customer_id = '" + customer +
          "' AND timestamp_hour >= " + std::to_string(since);
 }
 
@@ -155,9 +120,13 @@ TEST_SUITE("store") {
     CHECK(query_text(db_path(),
                      "SELECT group_concat(name, ',') FROM (SELECT name FROM"
                      " sqlite_schema WHERE type = 'table' ORDER BY name)") ==
-          "customers,daily_outcomes,daily_workloads,hourly_outcomes,"
-          "hourly_workloads,"
-          "loop_events,tokens");
+          "customers,daily_outcomes,daily_workloads,fold_marks,"
+          "hourly_outcomes,hourly_workloads,ingest_log,loop_events,"
+          "sqlite_sequence,tokens");
+    CHECK(query_text(db_path(),
+                     "SELECT group_concat(name, ',') FROM (SELECT name FROM"
+                     " sqlite_schema WHERE type = 'view' ORDER BY name)") ==
+          "stored_events");
     CHECK(store->close());
     CHECK(reopen() == "ok");
     CHECK(count("PRAGMA user_version") == sqlite::kSchemaVersion);
@@ -193,10 +162,10 @@ TEST_SUITE("store") {
                      "SELECT customer_id, revoked_at FROM tokens"
                      " ORDER BY customer_id") ==
           "cust_00000000000000aa|NULL;cust_00000000000000bb|NULL");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 4);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 4);
     CHECK(query_text(db_path(),
                      "SELECT DISTINCT library, schema_version"
-                     " FROM loop_events") == "loopgain|1");
+                     " FROM stored_events") == "loopgain|1");
     CHECK(rollup_differences(db_path()) == "");
 
     const auto customers = store->list_customers();
@@ -227,7 +196,7 @@ TEST_SUITE("store") {
     CHECK(store->append("cust_00000000000000bb", make_event(kNow)));
     CHECK(rollup_differences(db_path()) == "");
     CHECK(reopen() == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 5);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 5);
   }
 
   TEST_CASE_FIXTURE(StoreFixture,
@@ -287,7 +256,7 @@ TEST_SUITE("store") {
     const std::size_t commits = taken().size();
     CHECK(commits >= 1);
     CHECK(commits < static_cast<std::size_t>(kEvents));
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == kEvents + 1);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == kEvents + 1);
     CHECK(rollup_differences(db_path()) == "");
   }
 
@@ -310,10 +279,10 @@ TEST_SUITE("store") {
     for (auto& thread : threads) thread.join();
 
     CHECK(failures.load() == 0);
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == kThreads * kPerThread);
-    CHECK(count("SELECT COUNT(DISTINCT iterations_used) FROM loop_events") ==
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == kThreads * kPerThread);
+    CHECK(count("SELECT COUNT(DISTINCT iterations_used) FROM stored_events") ==
           kThreads * kPerThread);
-    CHECK(count("SELECT MAX(iterations_used) FROM loop_events") ==
+    CHECK(count("SELECT MAX(iterations_used) FROM stored_events") ==
           kThreads * kPerThread - 1);
     CHECK(rollup_differences(db_path()) == "");
   }
@@ -342,7 +311,7 @@ TEST_SUITE("store") {
 
     CHECK(good_ok.load() == 200);
     CHECK(bad_not_found.load() == 200);
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 200);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 200);
     CHECK(rollup_differences(db_path()) == "");
   }
 
@@ -379,8 +348,8 @@ TEST_SUITE("store") {
       CHECK(outcome[i] == (i % 3 == 2 ? "customer_not_found" : "ok"));
     }
     // Acknowledged means committed: visible to a new connection now.
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 40);
-    CHECK(count("SELECT COUNT(*) FROM loop_events WHERE iterations_used % 3 "
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 40);
+    CHECK(count("SELECT COUNT(*) FROM stored_events WHERE iterations_used % 3 "
                 "= 2") == 0);
     CHECK(rollup_differences(db_path()) == "");
   }
@@ -413,7 +382,7 @@ TEST_SUITE("store") {
     CHECK(code_of(refused) == "closed");
     CHECK_FALSE(called);
     CHECK(reopen() == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 200);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 200);
   }
 
   // The writer is held inside the first append's callback, so the queue
@@ -484,7 +453,7 @@ TEST_SUITE("store") {
     CHECK(store->append(customer, make_event(kNow)));
     CHECK(store->close());
     CHECK(reopen() == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 4);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 4);
   }
 
   // glibc hands a finished thread's id to the next thread it starts; the
@@ -732,7 +701,7 @@ TEST_SUITE("store") {
       CAPTURE(round);
       CHECK(rollup_differences(db_path()) == "");
     }
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 3 * 3 * 120);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 3 * 3 * 120);
 
     // stats() answers exactly what a recount of the raw rows gives, for
     // windows that start on, and between, day boundaries.
@@ -747,10 +716,22 @@ TEST_SUITE("store") {
       CHECK(workloads_text(stats) == recount_workloads(db_path(), a, since, 4));
     }
 
+    // Folded, the same reads give the same answers.
+    const Stats before = stats_of(*store, a, kNow - 13 * kHour, 4);
+    REQUIRE(fold_by_reopening() == "ok");
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == 3 * 3 * 120);
+    CHECK(rollup_differences(db_path()) == "");
+    const Stats after = stats_of(*store, a, kNow - 13 * kHour, 4);
+    CHECK(outcomes_text(after) == outcomes_text(before));
+    CHECK(totals_text(after) == totals_text(before));
+    CHECK(workloads_text(after) == workloads_text(before));
+
     CHECK(store->delete_customer(customers[1]));
     CHECK(rollup_differences(db_path()) == "");
     const std::string gone = "'" + customers[1] + "'";
-    CHECK(count("SELECT COUNT(*) FROM loop_events WHERE customer_id = " +
+    CHECK(count("SELECT COUNT(*) FROM stored_events WHERE customer_id = " +
+                gone) == 0);
+    CHECK(count("SELECT COUNT(*) FROM fold_marks WHERE customer_id = " +
                 gone) == 0);
     CHECK(count("SELECT COUNT(*) FROM hourly_outcomes WHERE customer_id = " +
                 gone) == 0);
@@ -760,7 +741,7 @@ TEST_SUITE("store") {
                 gone) == 0);
     CHECK(count("SELECT COUNT(*) FROM daily_workloads WHERE customer_id = " +
                 gone) == 0);
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 2 * 3 * 120);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 2 * 3 * 120);
   }
 
   TEST_CASE_FIXTURE(StoreFixture,
@@ -774,6 +755,14 @@ TEST_SUITE("store") {
     const std::string by_time(sqlite::index::kEventsByTime);
     const std::string by_workload(sqlite::index::kEventsByWorkload);
     const std::string rollbacks(sqlite::index::kRollbacksByTime);
+    const std::string log_by_customer(sqlite::index::kLogByCustomer);
+    // A customer's unfolded rows: one range of the log's index past its mark
+    // (a primary-key lookup), sorted by a small temporary B-tree.
+    const std::string unfolded =
+        "SEARCH ingest_log USING INDEX " + log_by_customer +
+        " (customer_id=? AND rowid>?); SCALAR SUBQUERY 1; "
+        "SEARCH fold_marks USING PRIMARY KEY (customer_id=?)";
+    const std::string sorted = "; USE TEMP B-TREE FOR ORDER BY";
 
     CHECK(plan(sqlite::sql::kProfiles) ==
           "SEARCH loop_events USING INDEX " + by_time +
@@ -787,17 +776,40 @@ TEST_SUITE("store") {
     CHECK(plan(sqlite::sql::kRollbackEvents) ==
           "SEARCH loop_events USING INDEX " + rollbacks +
               " (customer_id=? AND timestamp_hour>?)");
-    // Stats read rollup ranges (the store sums them): no temporary B-tree.
+    CHECK(plan(sqlite::sql::kUnfoldedProfiles) == unfolded + sorted);
+    CHECK(plan(sqlite::sql::kUnfoldedProfilesForWorkload) == unfolded + sorted);
+    CHECK(plan(sqlite::sql::kUnfoldedEvents) == unfolded + sorted);
+    CHECK(plan(sqlite::sql::kUnfoldedRollbackEvents) == unfolded + sorted);
+    // Stats read rollup ranges and the unfolded rows (the store sums them):
+    // no temporary B-tree.
+    const std::string unfolded_in_stats =
+        "SEARCH ingest_log USING INDEX " + log_by_customer +
+        " (customer_id=? AND rowid>?); SCALAR SUBQUERY 3; "
+        "SEARCH fold_marks USING PRIMARY KEY (customer_id=?)";
     CHECK(plan(sqlite::sql::kStatsOutcomes) ==
           "COMPOUND QUERY; LEFT-MOST SUBQUERY; "
           "SEARCH hourly_outcomes USING PRIMARY KEY "
           "(customer_id=? AND hour>? AND hour<?); UNION ALL; "
-          "SEARCH daily_outcomes USING PRIMARY KEY (customer_id=? AND day>?)");
+          "SEARCH daily_outcomes USING PRIMARY KEY (customer_id=? AND day>?); "
+          "UNION ALL; " +
+              unfolded_in_stats);
     CHECK(plan(sqlite::sql::kStatsWorkloads) ==
           "COMPOUND QUERY; LEFT-MOST SUBQUERY; "
           "SEARCH hourly_workloads USING PRIMARY KEY "
           "(customer_id=? AND hour>? AND hour<?); UNION ALL; "
-          "SEARCH daily_workloads USING PRIMARY KEY (customer_id=? AND day>?)");
+          "SEARCH daily_workloads USING PRIMARY KEY (customer_id=? AND day>?); "
+          "UNION ALL; " +
+              unfolded_in_stats);
+    // The fold's reads of one customer's log rows, and the head check.
+    CHECK(plan(sqlite::sql::kNewestLogRow) ==
+          "SEARCH ingest_log USING COVERING INDEX " + log_by_customer +
+              " (customer_id=?)");
+    CHECK(plan(sqlite::sql::kNthUnfoldedLogRow) ==
+          "SEARCH ingest_log USING COVERING INDEX " + log_by_customer +
+              " (customer_id=? AND rowid>?)");
+    CHECK(plan(sqlite::sql::kUnfoldedAtOrBelow) ==
+          "SEARCH l USING INTEGER PRIMARY KEY (rowid<?); CORRELATED SCALAR "
+          "SUBQUERY 1; SEARCH m USING PRIMARY KEY (customer_id=?)");
     CHECK(plan(sqlite::sql::kAuthenticate) ==
           "SEARCH tokens USING PRIMARY KEY (token_hash=?)");
     CHECK(plan(sqlite::sql::kCustomerExists) ==

@@ -46,8 +46,10 @@ std::string ingest_as(Store& store, std::string_view token) {
 
 std::int64_t events_of(const std::filesystem::path& db,
                        const std::string& customer_id) {
-  return query_int(db, "SELECT COUNT(*) FROM loop_events WHERE customer_id"
-                       " = '" + customer_id + "'");
+  return query_int(db,
+                   "SELECT COUNT(*) FROM stored_events WHERE customer_id"
+                   " = '" +
+                       customer_id + "'");
 }
 
 }  // namespace
@@ -214,14 +216,22 @@ TEST_SUITE("tokens") {
     auto issued = store->create_customer("Acme", std::nullopt);
     const std::string other = new_customer("Other");
     REQUIRE(issued);
+    // Each has one event folded and one still in the ingest log.
+    CHECK(store->append(issued->customer_id, make_event(kNow)));
+    CHECK(store->append(other, make_event(kNow)));
+    REQUIRE(fold_by_reopening() == "ok");
     CHECK(store->append(issued->customer_id, make_event(kNow)));
     CHECK(store->append(other, make_event(kNow)));
     CHECK(store->delete_customer(issued->customer_id));
 
     CHECK(who(*store, issued->token) == "none");
     CHECK(must(store->list_customers()).size() == 1);
+    CHECK(must(store->list_customers()).front().event_count == 2);
     CHECK(count("SELECT COUNT(*) FROM tokens") == 1);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 2);
     CHECK(count("SELECT COUNT(*) FROM loop_events") == 1);
+    CHECK(count("SELECT COUNT(*) FROM ingest_log") == 1);
+    CHECK(count("SELECT COUNT(*) FROM fold_marks") == 1);
     CHECK(count("SELECT COUNT(*) FROM hourly_outcomes") == 1);
     CHECK(count("SELECT COUNT(*) FROM daily_outcomes") == 1);
     CHECK(count("SELECT COUNT(*) FROM hourly_workloads") == 1);
