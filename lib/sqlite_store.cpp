@@ -45,23 +45,39 @@ constexpr int kCustomerIdAttempts = 4;
 // Tokens kept by authenticate_ingest(); the cache starts over when full.
 constexpr std::size_t kTokenCacheEntries = 4096;
 constexpr std::size_t kMaxBatchLimit = 65536;
-// The WAL is copied into the database and restarted once it holds this
-// many pages (16 MiB at the default page size; see ask_for_checkpoint),
-// and after a restart its file is truncated back to this many bytes, so
+// After a restart the WAL file is truncated back to this many bytes, so
 // that in steady use it is overwritten rather than regrown: a flush that
 // extends a file costs more than one that overwrites (bench/README.md).
-// An idle writer truncates it to nothing. With 1,000 pages and a 4 MiB
-// limit, ingest for 1,000 customers was 10% slower.
-constexpr int kWalCheckpointPages = 4000;
+// It is twice SqliteTuning::wal_checkpoint_pages at the default page size
+// (see ask_for_checkpoint). An idle writer truncates the file to nothing.
 constexpr std::int64_t kWalSizeLimitBytes = 32 * 1024 * 1024;
 
-// Installed on the writer connection in place of SQLite's automatic
-// checkpoint: records the WAL's size after every commit.
-int record_wal_pages(void* wal_pages, sqlite3*, const char*, int pages) {
-  *static_cast<int*>(wal_pages) = pages;
+// What the writer connection's WAL hook, installed in place of SQLite's
+// automatic checkpoint, records after every commit; used, like the
+// connection, only by its holder.
+struct WalState {
+  // Frames since the WAL last started over; 0 once a checkpoint has made
+  // the next commit start it over.
+  int pages = 0;
+  // Frames were written since the file was last truncated.
+  bool dirty = false;
+};
+
+int record_wal_commit(void* state, sqlite3*, const char*, int pages) {
+  auto* wal = static_cast<WalState*>(state);
+  wal->pages = pages;
+  wal->dirty = true;
   return SQLITE_OK;
 }
 
+// After a checkpoint that failed (readers kept it from finishing for the
+// busy timeout), none is asked for again before this delay: short, since
+// the WAL grows meanwhile.
+constexpr auto kCheckpointRetryDelay = std::chrono::milliseconds(100);
+// An idle truncation that failed is tried again after this delay, doubled
+// after each failure up to the maximum: it does not wait for readers.
+constexpr auto kTruncateRetryDelay = std::chrono::seconds(1);
+constexpr auto kTruncateRetryDelayMax = std::chrono::seconds(64);
 
 // ---- Writes that only the store issues --------------------------------------
 
@@ -77,11 +93,18 @@ constexpr const char* kBegin = "BEGIN";
 constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kDataVersion = "PRAGMA data_version";
+constexpr const char* kUserVersion = "PRAGMA user_version";
 constexpr const char* kSyncFull = "PRAGMA synchronous = FULL";
 constexpr const char* kSyncNormal = "PRAGMA synchronous = NORMAL";
+constexpr const char* kSavepoint = "SAVEPOINT fold_customer";
+constexpr const char* kRollbackToSavepoint = "ROLLBACK TO fold_customer";
+constexpr const char* kReleaseSavepoint = "RELEASE fold_customer";
 // After a fold that failed (disk full, say), the writer waits this long
 // before it folds again, instead of retrying after every batch.
 constexpr auto kFoldRetryDelay = std::chrono::seconds(1);
+// A customer whose fold fails is left out for kFoldRetryDelay, then twice
+// as long after each further failure, up to this.
+constexpr auto kFoldHoldMax = std::chrono::seconds(64);
 
 constexpr const char* kInsertCustomer =
     "INSERT INTO customers (customer_id, name, email, created_at)"
@@ -311,8 +334,8 @@ bool customer_exists(Connection& c, const std::string& customer_id) {
 // The contribution of a batch's directly written events to the rollup
 // tables, summed in memory so that each (customer, hour or day, key) is
 // upserted once per transaction. Keys borrow from the batch's jobs, which
-// outlive it. Logged events reach the rollups when they are folded, through
-// the kFold* statements, which sum with GROUP BY instead.
+// outlive it. Logged events reach the rollups when they are folded: the
+// fold sums them with one of these too (fold_customer).
 class BatchRollups {
  public:
   // What an event adds to the rollups. The texts are borrowed.
@@ -420,6 +443,7 @@ class BatchRollups {
 // in it, so rows another process logged are never lost, only folded late.
 class FoldSchedule {
  public:
+  using Clock = std::chrono::steady_clock;
   struct Pending {
     std::int64_t oldest = 0;  // a log id at or below its oldest unfolded row
     std::size_t rows = 0;
@@ -431,7 +455,7 @@ class FoldSchedule {
     last_ = last;
   }
   std::int64_t first() const { return first_; }
-  // Rows the log holds, counting gaps left by batches that failed.
+  // Rows the log holds, counting the gaps left by deleted customers.
   std::int64_t rows() const { return first_ == 0 ? 0 : last_ - first_ + 1; }
 
   void logged(const std::string& customer, std::int64_t id,
@@ -456,8 +480,33 @@ class FoldSchedule {
   }
 
   // Asks for `customer` to be folded at the next turn whatever its size.
+  // A customer the schedule does not know (its rows were logged by another
+  // process) is entered with what is known: rows somewhere in the log.
   void want(const std::string& customer) {
-    if (pending_.count(customer) > 0) wanted_.insert(customer);
+    auto [it, inserted] = pending_.try_emplace(customer);
+    if (inserted) {
+      it->second = Pending{first_, 1};
+      by_age_.emplace(first_, customer);
+    }
+    wanted_.insert(customer);
+  }
+
+  // Leaves `customer` out of next() for a while (its fold failed): for
+  // `first` after the first failure, twice as long after each further
+  // one, up to `longest`.
+  void hold(const std::string& customer, Clock::time_point now,
+            Clock::duration first, Clock::duration longest) {
+    Hold& h = held_[customer];
+    h.delay = h.delay == Clock::duration::zero()
+                  ? first
+                  : std::min(h.delay * 2, longest);
+    h.until = now + h.delay;
+  }
+  void release_holds() { held_.clear(); }
+
+  bool held(const std::string& customer, Clock::time_point now) const {
+    const auto it = held_.find(customer);
+    return it != held_.end() && it->second.until > now;
   }
 
   // `rows` of the customer's events were folded, through log id `through`;
@@ -477,6 +526,7 @@ class FoldSchedule {
   }
 
   void forget(const std::string& customer) {
+    held_.erase(customer);
     const auto it = pending_.find(customer);
     if (it == pending_.end()) return;
     by_age_.erase({it->second.oldest, customer});
@@ -488,23 +538,29 @@ class FoldSchedule {
     const auto it = pending_.find(customer);
     return it == pending_.end() ? 0 : it->second.rows;
   }
-  bool nothing_pending() const { return pending_.empty(); }
-  bool any_wanted() const { return !wanted_.empty(); }
+  bool any_wanted(Clock::time_point now) const {
+    for (const auto& customer : wanted_) {
+      if (!held(customer, now)) return true;
+    }
+    return false;
+  }
 
-  // Customers to fold next, at most `most`: the wanted ones, then, when
-  // `oldest_through` is set, those with unfolded rows at or below it,
-  // oldest first.
-  std::vector<std::string> next(std::size_t most,
+  // Customers to fold next, at most `most`, none of them held: the wanted
+  // ones, then, when `oldest_through` is set, those with unfolded rows at
+  // or below it, oldest first.
+  std::vector<std::string> next(Clock::time_point now, std::size_t most,
                                 std::optional<std::int64_t> oldest_through) {
     std::vector<std::string> out;
     for (const auto& customer : wanted_) {
       if (out.size() == most) return out;
-      out.push_back(customer);
+      if (!held(customer, now)) out.push_back(customer);
     }
     if (!oldest_through) return out;
     for (const auto& [oldest, customer] : by_age_) {
       if (out.size() == most || oldest > *oldest_through) break;
-      if (wanted_.count(customer) == 0) out.push_back(customer);
+      if (wanted_.count(customer) == 0 && !held(customer, now)) {
+        out.push_back(customer);
+      }
     }
     return out;
   }
@@ -515,7 +571,35 @@ class FoldSchedule {
   std::unordered_map<std::string, Pending> pending_;
   std::set<std::pair<std::int64_t, std::string>> by_age_;
   std::unordered_set<std::string> wanted_;
+  struct Hold {
+    Clock::time_point until;
+    Clock::duration delay{};
+  };
+  std::unordered_map<std::string, Hold> held_;
 };
+
+// What the ingest log holds (see FoldSchedule), read from the database: at
+// open, and again should the schedule have missed a batch. One scan of the
+// log, which the writer keeps at about max_log_rows.
+FoldSchedule scan_fold_schedule(Connection& c, const SqliteTuning& tuning) {
+  FoldSchedule schedule;
+  {
+    Use extent(c.statement(sql::kLogExtent));
+    extent->executeStep();
+    if (!extent->getColumn(0).isNull()) {
+      schedule.set_extent(extent->getColumn(0).getInt64(),
+                          extent->getColumn(1).getInt64());
+    }
+  }
+  Use unfolded(c.statement(sql::kUnfoldedCustomers));
+  while (unfolded->executeStep()) {
+    schedule.restore(
+        unfolded->getColumn(0).getString(), unfolded->getColumn(2).getInt64(),
+        static_cast<std::size_t>(unfolded->getColumn(1).getInt64()),
+        tuning.fold_threshold);
+  }
+  return schedule;
+}
 
 // ---- Readers ----------------------------------------------------------------
 
@@ -666,18 +750,25 @@ class SqliteStore final : public Store {
         readers_(options_.path, tuning),
         writer_(std::move(writer)),
         backfiller_(std::move(backfiller)),
+        has_backfiller_(backfiller_ != nullptr),
         schedule_(std::move(schedule)) {
     log_has_rows_ = schedule_.rows() > 0;
     // Before any thread can commit: an inline append may come first.
     if (!in_memory_) {
-      sqlite3_wal_hook(writer_->db().getHandle(), record_wal_pages,
-                       &wal_pages_);
+      sqlite3_wal_hook(writer_->db().getHandle(), record_wal_commit, &wal_);
     }
-    writer_thread_ = std::thread([this] { writer_main(); });
-    writer_id_ = writer_thread_.get_id();
-    if (backfiller_) {
+    // The backfiller first: if the writer thread cannot be started, the
+    // backfiller is stopped again before the exception leaves.
+    if (has_backfiller_) {
       backfiller_thread_ = std::thread([this] { backfiller_main(); });
     }
+    try {
+      writer_thread_ = std::thread([this] { writer_main(); });
+    } catch (...) {
+      stop_backfiller();
+      throw;
+    }
+    writer_id_ = writer_thread_.get_id();
   }
 
   ~SqliteStore() override { (void)close(); }
@@ -805,6 +896,17 @@ class SqliteStore final : public Store {
 
   std::int64_t now() const { return options_.now(); }
 
+  // For noexcept paths: `message()` builds the text inside the guard, and
+  // a message that cannot be built (out of memory) is dropped.
+  template <class Message>
+  void log_quietly(int level, Message message) const noexcept {
+    try {
+      log(level, message());
+    } catch (...) {
+      // Nothing to report it with.
+    }
+  }
+
   void log(int level, const std::string& message) const noexcept {
     if (!options_.log) return;
     try {
@@ -841,7 +943,8 @@ class SqliteStore final : public Store {
                                                    const std::string& hash,
                                                    std::int64_t at);
   void forget_tokens();
-  std::uint64_t token_generation_for_batch(Connection& c);
+  void begin_write(Connection& c);
+  std::uint64_t current_token_generation();
   bool token_still_valid(Connection& c, const Job& job,
                          std::uint64_t generation, std::int64_t at);
 
@@ -860,6 +963,10 @@ class SqliteStore final : public Store {
   // log_id is null, straight into loop_events and `rollups`.
   Status insert_event(Connection& c, const Job& job, std::int64_t received_at,
                       std::int64_t* log_id, BatchRollups& rollups);
+  void note_logged(std::span<Job* const> jobs,
+                   const std::vector<Status>& results,
+                   const std::vector<std::int64_t>& log_ids,
+                   const std::vector<std::string_view>& to_fold) noexcept;
   std::unordered_set<std::string_view> direct_customers(
       Connection& c, std::span<Job* const> jobs,
       std::vector<std::string_view>& to_fold);
@@ -871,7 +978,13 @@ class SqliteStore final : public Store {
   };
   Folded fold_customer(Connection& c, const std::string& customer,
                        std::size_t budget);
+  void read_log_extent(Connection& c);
   bool fold_due_at_hand_back() const;
+  // Under mutex_: the WAL has frames and no backfill is at work, which a
+  // truncation would only run into.
+  bool can_truncate_wal() const {
+    return wal_has_frames_ && !backfill_running_ && !backfill_wanted_;
+  }
   void ask_for_checkpoint();
   void restore_full_sync(Connection& c) noexcept;
   void require_full_sync(Connection& c);
@@ -880,7 +993,8 @@ class SqliteStore final : public Store {
   void write_touches(Connection& c, const Touches& touches);
   void final_checkpoint() noexcept;
   void truncate_wal() noexcept;
-  void backfiller_main();
+  void backfiller_main() noexcept;
+  void stop_backfiller() noexcept;
   bool file_has_moved(Connection& c) const;
   void checkpoint_if_due(Connection& c) noexcept;
 
@@ -891,18 +1005,27 @@ class SqliteStore final : public Store {
   // Used only by the thread that holds writer_busy_: the writer thread, or
   // a lone appender committing its own event (append_inline).
   std::unique_ptr<Connection> writer_;
-  // The backfiller thread's own connection (null in memory).
+  // The backfiller thread's own connection (null in memory); closed once
+  // the writer thread has stopped too.
   std::unique_ptr<Connection> backfiller_;
+  const bool has_backfiller_;
   // What is waiting in the ingest log; used, like writer_, only by the
   // connection's holder.
   FoldSchedule schedule_;
   // When a fold failed, the next is not tried before this (holder only).
   std::chrono::steady_clock::time_point fold_retry_after_{};
+  // The schedule missed what a committed batch logged (out of memory while
+  // recording it): the next fold turn reads it again (holder only).
+  bool schedule_stale_ = false;
   // synchronous=FULL could not be restored after a fold: batches try again
   // before they write and fail while it stays lost (holder only).
   bool sync_lost_ = false;
   std::size_t last_batch_size_ = 1;  // guarded by mutex_
-  int wal_pages_ = 0;  // frames in the WAL after the last commit
+  WalState wal_;                     // used only by the holder of writer_
+  // After a failed checkpoint or idle truncation (holder only).
+  std::chrono::steady_clock::time_point checkpoint_retry_after_{};
+  std::chrono::steady_clock::time_point truncate_retry_after_{};
+  std::chrono::seconds truncate_retry_delay_ = kTruncateRetryDelay;
   // PRAGMA data_version of writer_ at the last batch; -1 before the first.
   std::int64_t writer_data_version_ = -1;
 
@@ -941,9 +1064,13 @@ class SqliteStore final : public Store {
   // is due now (fold_due_at_hand_back), or the log holds rows for the idle
   // writer to fold.
   bool fold_urgent_ = false;
+  // A fold is due but waits until fold_retry_after_ (one failed).
+  bool fold_delayed_ = false;
   bool log_has_rows_ = false;
-  // The WAL holds frames an idle writer may truncate away.
+  // The WAL holds frames an idle writer may truncate away, now or (after
+  // a failed try) once truncate_retry_after_ has passed.
   bool wal_has_frames_ = false;
+  bool truncate_delayed_ = false;
   // When the last append was committed, by the writer or inline.
   std::chrono::steady_clock::time_point last_append_at_{};
   // 0 while the writer works; else the queued appends it waits for (1 when
@@ -1078,6 +1205,7 @@ void SqliteStore::writer_main() {
   // No write came for idle_fold_delay_ms: fold the whole log, one step per
   // turn, for as long as nothing else arrives, then truncate the WAL.
   bool draining = false;
+
   const auto idle_delay = std::chrono::milliseconds(tuning_.idle_fold_delay_ms);
   for (;;) {
     batch.clear();
@@ -1096,22 +1224,54 @@ void SqliteStore::writer_main() {
       const auto has_work = [&] {
         return has_jobs() || !pending_touches_.empty();
       };
-      const auto idle_work = [this] {
-        return log_has_rows_ || wal_has_frames_;
+      // Waits until there is something to do now. fold_retry_after_ is
+      // the writer thread's own: only fold turns set it.
+      const auto fold_ready = [this] {
+        return std::chrono::steady_clock::now() >= fold_retry_after_;
       };
-      if (!has_work() && !(draining && idle_work())) {
-        draining = false;
-        // Idle. Rows in the log are folded, and then the WAL truncated,
-        // once nothing was appended for idle_delay; lone appends commit
-        // without this thread, so the clock is their time, not this wait's.
-        wake_.wait(lock, [&] { return has_work() || idle_work(); });
-        const auto idle_since = std::chrono::steady_clock::now();
-        while (!has_work() && !draining) {
-          const auto appended_at = last_append_at_;
-          const auto quiet_since = std::max(appended_at, idle_since);
-          if (!wake_.wait_until(lock, quiet_since + idle_delay, has_work)) {
-            draining = last_append_at_ == appended_at;
+      const auto woken = [&] {
+        return has_work() || fold_delayed_ || truncate_delayed_;
+      };
+      const auto idle_since = std::chrono::steady_clock::now();
+      while (!has_work()) {
+        if (draining &&
+            ((log_has_rows_ && fold_ready()) || can_truncate_wal())) {
+          break;  // a drain step: fold, or truncate the WAL
+        }
+        if (fold_delayed_ || (draining && log_has_rows_)) {
+          // Folding is due, but waits out one that failed.
+          if (!wake_.wait_until(lock, fold_retry_after_, has_work) &&
+              fold_delayed_) {
+            fold_urgent_ = true;
+            fold_delayed_ = false;
           }
+          continue;
+        }
+        if (truncate_delayed_) {
+          // An idle truncation failed: tried again after its delay, at
+          // the next idle moment. truncate_retry_after_ is the writer
+          // thread's own too.
+          if (!wake_.wait_until(lock, truncate_retry_after_, woken)) {
+            truncate_delayed_ = false;
+            wal_has_frames_ = true;
+          }
+          continue;
+        }
+        draining = false;
+        if (!log_has_rows_ && !wal_has_frames_) {
+          wake_.wait(lock, [&] {
+            return woken() || log_has_rows_ || wal_has_frames_;
+          });
+          continue;
+        }
+        // Idle with rows in the log or frames in the WAL: they are folded,
+        // and then the WAL truncated, once nothing was appended for
+        // idle_delay. Lone appends commit without this thread, so the
+        // clock is theirs, not this wait's.
+        const auto appended_at = last_append_at_;
+        const auto quiet_since = std::max(appended_at, idle_since);
+        if (!wake_.wait_until(lock, quiet_since + idle_delay, woken)) {
+          draining = last_append_at_ == appended_at;
         }
       }
       if (!draining && !has_jobs()) wake_.wait_for(lock, kTouchDelay, has_jobs);
@@ -1121,11 +1281,12 @@ void SqliteStore::writer_main() {
       writer_waits_for_connection_ = false;
       writer_waits_for_ = 0;
       if (!queue_.empty()) draining = false;
-      fold_turn = !stopping_ &&
-                  ((fold_urgent_ && (queue_.empty() || !folded_last_turn)) ||
-                   (draining && log_has_rows_ && queue_.empty()));
-      truncate_turn = !stopping_ && !fold_turn && draining && wal_has_frames_ &&
-                      queue_.empty();
+      fold_turn =
+          !stopping_ &&
+          ((fold_urgent_ && (queue_.empty() || !folded_last_turn)) ||
+           (draining && log_has_rows_ && fold_ready() && queue_.empty()));
+      truncate_turn = !stopping_ && !fold_turn && draining &&
+                      can_truncate_wal() && queue_.empty();
       if (truncate_turn) {
         wal_has_frames_ = false;  // tried once; the next commit sets it
         fold_turn = true;         // no jobs taken, no touches
@@ -1158,8 +1319,14 @@ void SqliteStore::writer_main() {
       continue;
     }
     if (fold_turn) {
-      // A drain that can make no progress (a fold failed) stops draining.
-      if (!fold_step(*writer_, draining)) draining = false;
+      if (!fold_step(*writer_, draining)) {
+        // Nowhere to go (a fold failed, or the log's head waits for one):
+        // no fold turn for kFoldRetryDelay, rather than one after another;
+        // a drain truncates the WAL meanwhile.
+        fold_retry_after_ =
+            std::max(fold_retry_after_,
+                     std::chrono::steady_clock::now() + kFoldRetryDelay);
+      }
       release_connection();
       continue;
     }
@@ -1183,10 +1350,13 @@ void SqliteStore::writer_main() {
   }
   // Closing: every call has returned, so nobody else wants the connection.
   // What is left in the log is folded, so that a closed store keeps its
-  // events where every reader of the file expects them; a fold that failed
-  // a moment ago is tried once more.
+  // events where every reader of the file expects them; folds that failed
+  // lately are tried once more.
   fold_retry_after_ = {};
+  schedule_.release_holds();
   while (!in_memory_ && fold_step(*writer_, true)) {
+    // The hand-backs that would ask for checkpoints do not happen here.
+    checkpoint_if_due(*writer_);
   }
   final_checkpoint();
   writer_.reset();
@@ -1238,13 +1408,14 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
   // The log id of each event that went to the log; 0 for the others.
   std::vector<std::int64_t> log_ids(jobs.size(), 0);
   std::vector<std::string_view> to_fold;
+  bool committed = false;
   Connection& c = *writer_;
   const auto started = std::chrono::steady_clock::now();
   try {
     BatchRollups rollups;
     require_full_sync(c);
-    c.run(kBeginImmediate);
-    const std::uint64_t generation = token_generation_for_batch(c);
+    begin_write(c);
+    const std::uint64_t generation = current_token_generation();
     // After BEGIN, which may have waited for another process's revocation:
     // a revocation committed before it carries an earlier time than this.
     const std::int64_t received_at = now();
@@ -1265,15 +1436,7 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
           SQLITE_IOERR);
     }
     c.run(kCommit);
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-      if (log_ids[i] != 0 && results[i]) {
-        schedule_.logged(jobs[i]->customer_id, log_ids[i],
-                         tuning_.fold_threshold);
-      }
-    }
-    for (const std::string_view customer : to_fold) {
-      schedule_.want(std::string(customer));
-    }
+    committed = true;
   } catch (...) {
     const Error error = current_error("append");
     c.rollback_quietly();
@@ -1282,6 +1445,7 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
     for (auto& result : results) result = error;
   }
   touches.clear();  // written with the batch, or dropped with it
+  if (committed) note_logged(jobs, results, log_ids, to_fold);
   if (inline_run) {
     jobs.front()->finish(std::move(results.front()));  // counted by the caller
     return;
@@ -1295,6 +1459,28 @@ void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
   release_connection(jobs.size());
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     jobs[i]->finish(std::move(results[i]));
+  }
+}
+
+// Records in the schedule what a committed batch logged. The batch is
+// committed whatever happens here: should recording fail (out of memory),
+// the schedule is read again from the database at the next fold turn.
+void SqliteStore::note_logged(
+    std::span<Job* const> jobs, const std::vector<Status>& results,
+    const std::vector<std::int64_t>& log_ids,
+    const std::vector<std::string_view>& to_fold) noexcept {
+  try {
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      if (log_ids[i] != 0 && results[i]) {
+        schedule_.logged(jobs[i]->customer_id, log_ids[i],
+                         tuning_.fold_threshold);
+      }
+    }
+    for (const std::string_view customer : to_fold) {
+      schedule_.want(std::string(customer));
+    }
+  } catch (...) {
+    schedule_stale_ = true;
   }
 }
 
@@ -1358,21 +1544,30 @@ bool SqliteStore::hand_back_connection(std::size_t appends_done) {
   appends_in_flight_ -= appends_done;
   if (appends_done > 0) last_append_at_ = std::chrono::steady_clock::now();
   ask_for_checkpoint();
-  const bool idle_work_before = log_has_rows_ || wal_has_frames_;
-  fold_urgent_ = fold_due_at_hand_back();
-  log_has_rows_ = schedule_.rows() > 0;
-  wal_has_frames_ = wal_pages_ > 0;
-  return fold_urgent_ ||
-         ((log_has_rows_ || wal_has_frames_) && !idle_work_before);
+  const bool idle_work_before =
+      log_has_rows_ || wal_has_frames_ || truncate_delayed_;
+  const bool fold_due = fold_due_at_hand_back();
+  fold_urgent_ =
+      fold_due && std::chrono::steady_clock::now() >= fold_retry_after_;
+  fold_delayed_ = fold_due && !fold_urgent_;
+  log_has_rows_ = schedule_.rows() > 0 || schedule_stale_;
+  const bool truncate_waits =
+      std::chrono::steady_clock::now() < truncate_retry_after_;
+  wal_has_frames_ = wal_.dirty && !truncate_waits;
+  truncate_delayed_ = wal_.dirty && truncate_waits;
+  return fold_urgent_ || fold_delayed_ ||
+         ((log_has_rows_ || wal_has_frames_ || truncate_delayed_) &&
+          !idle_work_before);
 }
 
 // Whether the writer should fold before its next batch: a customer asked
 // for it (fold_threshold reached, or a batch that could have gone straight
-// in), or the log is longer than max_log_rows. Not while a failed fold
-// waits out kFoldRetryDelay. Called by the connection's holder.
+// in), or the log is longer than max_log_rows. Called by the connection's
+// holder; the caller defers it while a failed fold waits out
+// kFoldRetryDelay (fold_delayed_).
 bool SqliteStore::fold_due_at_hand_back() const {
-  if (std::chrono::steady_clock::now() < fold_retry_after_) return false;
-  return schedule_.any_wanted() ||
+  const auto now = std::chrono::steady_clock::now();
+  return schedule_stale_ || schedule_.any_wanted(now) ||
          schedule_.rows() > static_cast<std::int64_t>(tuning_.max_log_rows);
 }
 
@@ -1392,7 +1587,7 @@ bool SqliteStore::file_has_moved(Connection& c) const {
 // bound. Copying the WAL's pages into the database file is most of a
 // checkpoint's cost (4 ms for 1,000 pages of many customers, on the
 // writer's time before this was split: bench/README.md), and it needs no
-// write lock. So once the WAL holds kWalCheckpointPages, the backfiller
+// write lock. So once the WAL holds wal_checkpoint_pages, the backfiller
 // thread copies it with a PASSIVE checkpoint on its own connection while
 // the writer goes on committing; then the writer, at its next turn, runs
 // a RESTART checkpoint, which only has the pages committed meanwhile left
@@ -1400,11 +1595,12 @@ bool SqliteStore::file_has_moved(Connection& c) const {
 // the next commit start the WAL from its beginning (journal_size_limit
 // truncates the file). Should the backfiller fall behind by as much again,
 // the writer restarts the WAL itself. A checkpoint that cannot finish is
-// logged and tried again after the next batch. Called by the holder of the
-// connection, under mutex_.
+// logged and asked for again after kCheckpointRetryDelay. Called by the holder
+// of the connection, under mutex_.
 void SqliteStore::ask_for_checkpoint() {
-  if (in_memory_ || wal_pages_ < kWalCheckpointPages) return;
-  if (!backfiller_ || wal_pages_ >= 2 * kWalCheckpointPages) {
+  if (in_memory_ || wal_.pages < tuning_.wal_checkpoint_pages) return;
+  if (std::chrono::steady_clock::now() < checkpoint_retry_after_) return;
+  if (!has_backfiller_ || wal_.pages >= 2 * tuning_.wal_checkpoint_pages) {
     checkpoint_wanted_ = true;
     return;
   }
@@ -1413,7 +1609,7 @@ void SqliteStore::ask_for_checkpoint() {
   backfill_wake_.notify_one();
 }
 
-void SqliteStore::backfiller_main() {
+void SqliteStore::backfiller_main() noexcept {
   std::unique_lock lock(mutex_);
   for (;;) {
     backfill_wake_.wait(
@@ -1428,8 +1624,10 @@ void SqliteStore::backfiller_main() {
                                              "main", SQLITE_CHECKPOINT_PASSIVE,
                                              &wal_pages, &copied);
     if (rc != SQLITE_OK) {
-      log(kLogWarn, std::string("copying the WAL into the database failed: ") +
-                        sqlite3_errstr(rc) + "; the writer checkpoints");
+      log_quietly(kLogWarn, [rc] {
+        return std::string("copying the WAL into the database failed: ") +
+               sqlite3_errstr(rc) + "; the writer checkpoints";
+      });
     }
     lock.lock();
     backfill_running_ = false;
@@ -1442,17 +1640,22 @@ void SqliteStore::backfiller_main() {
 
 void SqliteStore::checkpoint_if_due(Connection& c) noexcept {
   if (in_memory_) return;
-  if (wal_pages_ < kWalCheckpointPages) return;
+  if (wal_.pages < tuning_.wal_checkpoint_pages) return;
   sqlite3* db = c.db().getHandle();
   int wal_pages = 0;
   int checkpointed = 0;
   const int rc = sqlite3_wal_checkpoint_v2(
       db, "main", SQLITE_CHECKPOINT_RESTART, &wal_pages, &checkpointed);
-  if (rc != SQLITE_OK) {
-    log(kLogWarn, std::string("WAL checkpoint postponed: ") +
-                      sqlite3_errstr(rc) + " (" + std::to_string(wal_pages) +
-                      " pages in the WAL)");
+  if (rc == SQLITE_OK) {
+    wal_.pages = 0;  // the next commit starts the WAL over
+    return;
   }
+  checkpoint_retry_after_ =
+      std::chrono::steady_clock::now() + kCheckpointRetryDelay;
+  log_quietly(kLogWarn, [rc, wal_pages] {
+    return std::string("WAL checkpoint postponed: ") + sqlite3_errstr(rc) +
+           " (" + std::to_string(wal_pages) + " pages in the WAL)";
+  });
 }
 
 // One row, into the log or straight in. A constraint failure (the customer
@@ -1502,32 +1705,33 @@ void SqliteStore::require_full_sync(Connection& c) {
 // that asked, and, while the log is over max_log_rows or `drain` is set,
 // those with rows in its head chunk, oldest first); or, when nothing in
 // the head chunk is left to fold, the deletion of that chunk. Returns
-// whether it committed anything; false when there was nothing to do or it
-// failed, in which case it logs why and the next fold waits
-// kFoldRetryDelay.
+// whether it got anywhere: folded or deleted rows, or learned that the
+// schedule was out of date. A customer whose fold fails on its own rows
+// (a constraint or trigger refuses them) is undone alone, through a
+// savepoint, and left out for kFoldRetryDelay, while the others go on; any
+// other failure undoes the step, and folding waits kFoldRetryDelay.
 bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
-  if (std::chrono::steady_clock::now() < fold_retry_after_) return false;
+  const auto started = std::chrono::steady_clock::now();
+  if (started < fold_retry_after_) return false;
   try {
+    if (schedule_stale_) {
+      schedule_ = scan_fold_schedule(c, tuning_);
+      schedule_stale_ = false;
+    }
     const bool trimming = drain || schedule_.rows() > static_cast<std::int64_t>(
                                                           tuning_.max_log_rows);
-    if (!trimming && !schedule_.any_wanted()) return false;
-    if (drain && schedule_.rows() == 0) {
+    if (!trimming && !schedule_.any_wanted(started)) return false;
+    const std::int64_t rows_before = schedule_.rows();
+    if (drain && rows_before == 0) {
       // Idle or closing with nothing logged here: another process may
       // have logged rows (or died before folding them).
-      Use extent(c.statement(sql::kLogExtent));
-      extent->executeStep();
-      if (!extent->getColumn(0).isNull()) {
-        schedule_.set_extent(extent->getColumn(0).getInt64(),
-                             extent->getColumn(1).getInt64());
-      }
-    }
-    if (trimming && schedule_.rows() == 0 && !schedule_.any_wanted()) {
-      return false;
+      read_log_extent(c);
+      if (schedule_.rows() == 0) return false;
     }
     const std::int64_t head_end =
         schedule_.first() + static_cast<std::int64_t>(tuning_.trim_rows) - 1;
     const std::vector<std::string> customers = schedule_.next(
-        tuning_.fold_step_rows,
+        started, tuning_.fold_step_rows,
         trimming ? std::optional<std::int64_t>(head_end) : std::nullopt);
 
     struct Done {
@@ -1535,17 +1739,35 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
       Folded folded;
     };
     std::vector<Done> done;
+    std::vector<std::string> refused;
     bool trimmed = false;
     // A fold moves rows within the file: it needs no flush of its own.
     c.run(kSyncNormal);
-    c.run(kBeginImmediate);
+    begin_write(c);
     std::size_t budget = tuning_.fold_step_rows;
+    const auto fold_one = [&](const std::string& customer) {
+      c.run(kSavepoint);
+      try {
+        done.push_back({customer, fold_customer(c, customer, budget)});
+      } catch (const SQLite::Exception& e) {
+        if (primary_code(e) != SQLITE_CONSTRAINT) throw;
+        c.run(kRollbackToSavepoint);
+        c.run(kReleaseSavepoint);
+        refused.push_back(customer);
+        log_quietly(kLogWarn, [&] {
+          return "folding the events of " + customer +
+                 " failed, retried later: " + e.what();
+        });
+        return;
+      }
+      c.run(kReleaseSavepoint);
+      budget -= std::min(budget, done.back().folded.rows);
+    };
     for (const std::string& customer : customers) {
       if (budget == 0) break;
-      done.push_back({customer, fold_customer(c, customer, budget)});
-      budget -= std::min(budget, done.back().folded.rows);
+      fold_one(customer);
     }
-    if (done.empty() && trimming && schedule_.rows() > 0) {
+    if (done.empty() && refused.empty() && trimming && schedule_.rows() > 0) {
       // Nothing this process knows of is left in the head chunk; rows
       // another process logged may be.
       std::optional<std::string> other;
@@ -1554,41 +1776,49 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
         unfolded->bind(1, head_end);
         if (unfolded->executeStep()) other = unfolded->getColumn(0).getString();
       }
-      if (other) {
-        done.push_back({*other, fold_customer(c, *other, budget)});
-      } else {
+      if (!other) {
         Use trim(c.statement(sql::kTrimLog));
         trim->bind(1, head_end);
-        trim->exec();
-        trimmed = true;
+        trimmed = trim->exec() > 0;
+        read_log_extent(c);
+      } else if (!schedule_.held(*other, started)) {
+        fold_one(*other);
       }
-    }
-    std::int64_t first = schedule_.first();
-    std::int64_t last = 0;
-    if (trimmed) {
-      Use extent(c.statement(sql::kLogExtent));
-      extent->executeStep();
-      first =
-          extent->getColumn(0).isNull() ? 0 : extent->getColumn(0).getInt64();
-      last =
-          extent->getColumn(1).isNull() ? 0 : extent->getColumn(1).getInt64();
     }
     c.run(kCommit);
     c.run(kSyncFull);
+    bool progress = trimmed || schedule_.rows() != rows_before;
     for (const Done& d : done) {
       schedule_.folded(d.customer, d.folded.rows, d.folded.through,
                        d.folded.all);
+      progress = true;
     }
-    if (trimmed) schedule_.set_extent(first, last);
-    return trimmed || !done.empty();
+    for (const std::string& customer : refused) {
+      schedule_.hold(customer, started, kFoldRetryDelay, kFoldHoldMax);
+    }
+    return progress;
   } catch (...) {
-    const Error error = current_error("fold");
     c.rollback_quietly();
     restore_full_sync(c);
     fold_retry_after_ = std::chrono::steady_clock::now() + kFoldRetryDelay;
-    log(kLogWarn,
-        "folding the ingest log failed, retried later: " + error.message);
+    log_quietly(kLogWarn, [] {
+      return "folding the ingest log failed, retried later: " +
+             current_error("fold").message;
+    });
     return false;
+  }
+}
+
+// Reads the log's extent into the schedule, inside the caller's
+// transaction or not.
+void SqliteStore::read_log_extent(Connection& c) {
+  Use extent(c.statement(sql::kLogExtent));
+  extent->executeStep();
+  if (extent->getColumn(0).isNull()) {
+    schedule_.set_extent(0, 0);
+  } else {
+    schedule_.set_extent(extent->getColumn(0).getInt64(),
+                         extent->getColumn(1).getInt64());
   }
 }
 
@@ -1674,10 +1904,12 @@ void SqliteStore::restore_full_sync(Connection& c) noexcept {
     sync_lost_ = false;
     return;
   }
-  log(kLogError,
-      "could not restore synchronous=FULL after a fold; refusing "
-      "further writes");
   sync_lost_ = true;
+  log_quietly(kLogError, [] {
+    return std::string(
+        "could not restore synchronous=FULL after a fold; refusing further "
+        "writes until it is");
+  });
 }
 
 void SqliteStore::run_job(Job& job) {
@@ -1686,7 +1918,7 @@ void SqliteStore::run_job(Job& job) {
   try {
     if (job.kind == JobKind::write) {
       require_full_sync(c);
-      c.run(kBeginImmediate);
+      begin_write(c);
       result = job.work(c);
       if (result) {
         c.run(kCommit);
@@ -1720,7 +1952,7 @@ void SqliteStore::run_touches(Touches& touches) {
   if (touches.empty()) return;
   Connection& c = *writer_;
   try {
-    c.run(kBeginImmediate);
+    begin_write(c);
     write_touches(c, touches);
     c.run(kCommit);
   } catch (...) {
@@ -1732,19 +1964,31 @@ void SqliteStore::run_touches(Touches& touches) {
 
 // An idle writer empties the WAL file: what it holds is copied into the
 // database and the file truncated, so that a store at rest is (almost) one
-// file. A reader that keeps an older snapshot past the busy timeout makes
-// it fail (SQLITE_BUSY, logged); the next idle period tries again.
+// file. It does not wait: while it holds the connection, appends would
+// wait too. A reader of an older snapshot (or the backfiller at work)
+// makes it fail at once with SQLITE_BUSY; it is then tried again at the
+// first idle period after kTruncateRetryDelay, which doubles with each
+// failure up to kTruncateRetryDelayMax.
 void SqliteStore::truncate_wal() noexcept {
   if (in_memory_) return;
-  const int rc =
-      sqlite3_wal_checkpoint_v2(writer_->db().getHandle(), "main",
-                                SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3* db = writer_->db().getHandle();
+  sqlite3_busy_timeout(db, 0);
+  const int rc = sqlite3_wal_checkpoint_v2(
+      db, "main", SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_busy_timeout(db, tuning_.busy_timeout_ms);
   if (rc == SQLITE_OK) {
-    wal_pages_ = 0;
-  } else {
-    log(kLogWarn,
-        std::string("idle WAL truncation postponed: ") + sqlite3_errstr(rc));
+    wal_.pages = 0;
+    wal_.dirty = false;
+    truncate_retry_delay_ = kTruncateRetryDelay;
+    return;
   }
+  truncate_retry_after_ =
+      std::chrono::steady_clock::now() + truncate_retry_delay_;
+  truncate_retry_delay_ = std::min<std::chrono::seconds>(
+      truncate_retry_delay_ * 2, kTruncateRetryDelayMax);
+  log_quietly(kLogDebug, [rc] {
+    return std::string("idle WAL truncation postponed: ") + sqlite3_errstr(rc);
+  });
 }
 
 // Folds the WAL back into the database so that a closed store is one file.
@@ -1893,8 +2137,9 @@ Status SqliteStore::delete_customer(std::string_view customer_id) {
         remove->bind(1, id);
         remove->exec();
       }
-      // On the writer thread, which holds the connection: if the commit
-      // fails, the schedule only names a customer with nothing to fold.
+      // On the writer thread, which holds the connection. Should the
+      // commit fail, the customer's rows stay in the log unknown to the
+      // schedule, and are folded when trimming reaches them or at close.
       schedule_.forget(id);
       return {};
     });
@@ -2053,16 +2298,37 @@ void SqliteStore::forget_tokens() {
 
 // Called inside the batch's write transaction: no other connection can
 // commit between this check and the batch's own commit.
-std::uint64_t SqliteStore::token_generation_for_batch(Connection& c) {
+// BEGIN IMMEDIATE on the writer connection, then a look at what other
+// connections did since its last write transaction (PRAGMA data_version
+// moves only for their commits): their token changes make the token cache
+// stale, and a newer library may have migrated the file, which this one
+// must then no longer write (schema_too_new surfaces as storage_error
+// here; the receiver needs a restart with the newer library).
+void SqliteStore::begin_write(Connection& c) {
+  c.run(kBeginImmediate);
   Use version(c.statement(kDataVersion));
   version->executeStep();
   const std::int64_t seen = version->getColumn(0).getInt64();
-  if (seen != writer_data_version_) {
-    // Another connection wrote since the last batch, or this is the
-    // first batch (and the cache may hold tokens checked before it).
-    forget_tokens();  // first: if it threw, the next batch would try again
-    writer_data_version_ = seen;
+  if (seen == writer_data_version_) return;
+  {
+    Use schema(c.statement(kUserVersion));
+    schema->executeStep();
+    const int found = schema->getColumn(0).getInt();
+    if (found != sqlite::kSchemaVersion) {
+      throw SQLite::Exception(
+          "the database is now at schema version " + std::to_string(found) +
+              " (another process migrated it); this library writes version " +
+              std::to_string(sqlite::kSchemaVersion) + " only",
+          SQLITE_ERROR);
+    }
   }
+  // Another connection wrote since the last write here, or this is the
+  // first (and the cache may hold tokens checked before it).
+  forget_tokens();  // first: if it threw, the next write would try again
+  writer_data_version_ = seen;
+}
+
+std::uint64_t SqliteStore::current_token_generation() {
   std::lock_guard lock(token_cache_mutex_);
   return token_generation_;
 }
@@ -2370,19 +2636,26 @@ Status SqliteStore::close() {
     idle_.wait(lock, [this] { return active_calls_ == 0; });
   }
   readers_.clear();
+  stop_backfiller();
   {
     std::lock_guard lock(mutex_);
-    backfiller_stop_ = true;
     stopping_ = true;
   }
-  backfill_wake_.notify_all();
-  if (backfiller_thread_.joinable()) backfiller_thread_.join();
-  backfiller_.reset();  // a closed store holds no connection
   wake_.notify_all();
   if (writer_thread_.joinable()) writer_thread_.join();
+  backfiller_.reset();  // a closed store holds no connection
   writer_id_.store(std::thread::id());
   log(kLogDebug, "store closed");
   return {};
+}
+
+void SqliteStore::stop_backfiller() noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    backfiller_stop_ = true;
+  }
+  backfill_wake_.notify_all();
+  if (backfiller_thread_.joinable()) backfiller_thread_.join();
 }
 
 // ---- Opening ----------------------------------------------------------------
@@ -2465,31 +2738,10 @@ Result<std::unique_ptr<Connection>> open_writer(
   return writer;
 }
 
-FoldSchedule scan_fold_schedule(Connection& c, const SqliteTuning& tuning) {
-  FoldSchedule schedule;
-  {
-    Use extent(c.statement(sql::kLogExtent));
-    extent->executeStep();
-    if (!extent->getColumn(0).isNull()) {
-      schedule.set_extent(extent->getColumn(0).getInt64(),
-                          extent->getColumn(1).getInt64());
-    }
-  }
-  Use unfolded(c.statement(sql::kUnfoldedCustomers));
-  while (unfolded->executeStep()) {
-    schedule.restore(
-        unfolded->getColumn(0).getString(), unfolded->getColumn(2).getInt64(),
-        static_cast<std::size_t>(unfolded->getColumn(1).getInt64()),
-        tuning.fold_threshold);
-  }
-  return schedule;
-}
-
-// What the ingest log holds at open (see FoldSchedule). One scan of the
-// log, which the writer keeps at about max_log_rows. A log that cannot be
-// read (damaged pages) does not stop the store from opening, as no other
-// table does: its reads fail where they meet the damage, and its events
-// are folded once the idle writer finds them (fold_step).
+// scan_fold_schedule() at open. A log that cannot be read (damaged pages)
+// does not stop the store from opening, as no other table does: its reads
+// fail where they meet the damage, and its events are folded once a fold
+// or trim finds them (fold_step).
 FoldSchedule read_fold_schedule(Connection& c, const SqliteTuning& tuning,
                                 const LogFunction& log) {
   try {
@@ -2542,6 +2794,23 @@ Result<std::unique_ptr<Store>> open_sqlite_store(SqliteStoreOptions options,
   if (tuning.max_batch == 0 || tuning.max_batch > kMaxBatchLimit) {
     return make_error(ErrorCode::invalid_argument, "max_batch",
                       "open: max_batch must be 1 .. 65536");
+  }
+  for (const auto& [value, name] :
+       {std::pair{tuning.fold_threshold, "fold_threshold"},
+        std::pair{tuning.fold_step_rows, "fold_step_rows"},
+        std::pair{tuning.trim_rows, "trim_rows"}}) {
+    if (value == 0) {
+      return make_error(ErrorCode::invalid_argument, name,
+                        std::string("open: ") + name + " must be at least 1");
+    }
+  }
+  if (tuning.wal_checkpoint_pages < 1) {
+    return make_error(ErrorCode::invalid_argument, "wal_checkpoint_pages",
+                      "open: wal_checkpoint_pages must be at least 1");
+  }
+  if (tuning.idle_fold_delay_ms < 0) {
+    return make_error(ErrorCode::invalid_argument, "idle_fold_delay_ms",
+                      "open: idle_fold_delay_ms must not be negative");
   }
   if (!options.now) {
     options.now = [] {

@@ -24,7 +24,7 @@ constexpr int kWriters = 4;
 constexpr int kReaders = 2;
 // The store copies and restarts the WAL at 4,000 pages and restarts it
 // itself at twice that, when its copying thread falls behind
-// (lib/sqlite_store.cpp, kWalCheckpointPages): 8,000 frames of 4,120 bytes
+// (SqliteTuning::wal_checkpoint_pages): 8,000 frames of 4,120 bytes
 // are 33 MB.
 constexpr long long kWalLimit = 40LL * 1024 * 1024;
 constexpr long long kRssSlackKib = 8 * 1024;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -308,40 +309,93 @@ TEST_SUITE("ingest log") {
   }
 
   TEST_CASE_FIXTURE(StoreFixture,
-                    "a fold that fails leaves everything as it was") {
+                    "a fold that fails undoes that customer only") {
     SqliteTuning tuning = log_only();
     tuning.fold_threshold = 1;
     REQUIRE(open(tuning) == "ok");
-    const std::string customer = new_customer();
+    const std::string refused = new_customer("Refused");
+    const std::string other = new_customer("Other");
     execute(db_path(),
             "CREATE TRIGGER refuse_folds BEFORE INSERT ON loop_events"
-            " BEGIN SELECT RAISE(ABORT, 'the test refuses folds'); END");
+            " WHEN NEW.customer_id = '" +
+                refused +
+                "'"
+                " BEGIN SELECT RAISE(ABORT, 'the test refuses folds'); END");
     for (int i = 1; i <= 5; ++i) {
-      CHECK(store->append(customer, make_event(kNow, "converged", "wl-a", i)));
+      CHECK(store->append(refused, make_event(kNow, "converged", "wl-a", i)));
+      CHECK(store->append(other, make_event(kNow, "converged", "wl-a", i)));
     }
-    CHECK(eventually([&] {
+    const auto logged = [&](const std::string& text) {
       std::lock_guard lock(log_mutex);
       for (const auto& line : log_lines) {
-        if (line.find("folding the ingest log failed") != std::string::npos &&
-            line.find("the test refuses folds") != std::string::npos) {
-          return true;
-        }
+        if (line.find(text) != std::string::npos) return true;
       }
       return false;
+    };
+    CHECK(eventually([&] {
+      return logged("folding the events of " + refused +
+                    " failed, retried later: the test refuses folds");
     }));
-    CHECK(count("SELECT COUNT(*) FROM ingest_log") == 5);
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 0);
-    CHECK(count("SELECT COUNT(*) FROM hourly_outcomes") == 0);
-    CHECK(count("SELECT COUNT(*) FROM fold_marks") == 0);
-    CHECK(totals_text(stats_of_customer(*store, customer)) == "5/15/15/0");
-    // Appends go on while folds fail.
-    CHECK(store->append(customer, make_event(kNow, "converged", "wl-a", 6)));
+    CHECK(eventually([&] {
+      return count("SELECT COUNT(*) FROM loop_events WHERE customer_id = '" +
+                   other + "'") == 5;
+    }));
+    CHECK(count("SELECT COUNT(*) FROM loop_events WHERE customer_id = '" +
+                refused + "'") == 0);
+    CHECK(count("SELECT COUNT(*) FROM hourly_outcomes WHERE customer_id = '" +
+                refused + "'") == 0);
+    CHECK(count("SELECT COUNT(*) FROM fold_marks WHERE customer_id = '" +
+                refused + "'") == 0);
+    CHECK(count("SELECT COUNT(*) FROM ingest_log WHERE customer_id = '" +
+                refused + "'") == 5);
+    CHECK(totals_text(stats_of_customer(*store, refused)) == "5/15/15/0");
+    CHECK(totals_text(stats_of_customer(*store, other)) == "5/15/15/0");
+    CHECK(rollup_differences(db_path()) == "");
+    // Appends go on while its folds fail.
+    CHECK(store->append(refused, make_event(kNow, "converged", "wl-a", 6)));
 
     execute(db_path(), "DROP TRIGGER refuse_folds");
     REQUIRE(fold_by_reopening(log_only()) == "ok");
-    CHECK(count("SELECT COUNT(*) FROM loop_events") == 6);
-    CHECK(totals_text(stats_of_customer(*store, customer)) == "6/21/18/0");
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == 11);
+    CHECK(totals_text(stats_of_customer(*store, refused)) == "6/21/18/0");
     CHECK(rollup_differences(db_path()) == "");
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture, "fold tunings of zero are refused") {
+    for (std::size_t SqliteTuning::*field :
+         {&SqliteTuning::fold_threshold, &SqliteTuning::fold_step_rows,
+          &SqliteTuning::trim_rows}) {
+      SqliteTuning tuning;
+      tuning.*field = 0;
+      auto opened = open_sqlite_store(options(), tuning);
+      CHECK(code_of(opened) == "invalid_argument");
+    }
+    SqliteTuning pages;
+    pages.wal_checkpoint_pages = 0;
+    auto opened = open_sqlite_store(options(), pages);
+    CHECK(code_of(opened) == "invalid_argument");
+    CHECK(opened.error().pointer == "wal_checkpoint_pages");
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a store left idle past a checkpoint truncates its WAL") {
+    // The load stops right after the WAL passed its checkpoint size: the
+    // writer must checkpoint once, fold, truncate and then sleep, not keep
+    // asking the backfiller for more checkpoints.
+    SqliteTuning tuning;
+    tuning.wal_checkpoint_pages = 20;
+    tuning.idle_fold_delay_ms = 20;
+    REQUIRE(open(tuning) == "ok");
+    const std::string customer = new_customer();
+    REQUIRE(append_all(customer, mixed_events(300, 13), 4) == 300);
+    const auto wal = db_path().string() + "-wal";
+    CHECK(eventually([&] { return std::filesystem::file_size(wal) == 0; }));
+    const auto cpu_before = std::clock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const double idle_cpu_seconds =
+        static_cast<double>(std::clock() - cpu_before) / CLOCKS_PER_SEC;
+    CHECK(idle_cpu_seconds < 0.1);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 300);
   }
 
   TEST_CASE_FIXTURE(StoreFixture,
