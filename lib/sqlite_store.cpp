@@ -1251,7 +1251,8 @@ void SqliteStore::writer_main() {
           // An idle truncation failed: tried again after its delay, at
           // the next idle moment. truncate_retry_after_ is the writer
           // thread's own too.
-          if (!wake_.wait_until(lock, truncate_retry_after_, woken)) {
+          const auto woken_sooner = [&] { return has_work() || fold_delayed_; };
+          if (!wake_.wait_until(lock, truncate_retry_after_, woken_sooner)) {
             truncate_delayed_ = false;
             wal_has_frames_ = true;
           }
@@ -1402,6 +1403,17 @@ void SqliteStore::take_jobs(std::vector<Job*>& batch) {
   }
 }
 
+// One batch: its events into the ingest log or straight in, committed with
+// a flush, then acknowledged.
+//
+// TODO(#7-throughput): with one customer the commit's flush (fdatasync of
+// the WAL, 135-190 us on the VM of bench/README.md) is the floor of a
+// request's latency: 16 connections settle into two halves that commit
+// in turn, so a request waits about two commits, and HTTP ingest stays
+// near 27,000 requests/s against the 50,000 of issue #7. Overlapping
+// flushes (two fdatasync calls in flight scale on that disk) would need
+// commits that do not wait for each other; flushing the WAL from a second
+// thread was measured slower (bench/README.md).
 void SqliteStore::run_appends(std::span<Job* const> jobs, Touches& touches,
                               bool inline_run) {
   std::vector<Status> results(jobs.size());

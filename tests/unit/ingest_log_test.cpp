@@ -98,6 +98,12 @@ void log_from_outside(const std::filesystem::path& db,
               ", 0, 4, 0.05, 0.2, 0.5, 1.5, 3, " + std::to_string(kNow) + ")");
 }
 
+std::int64_t query_int_on(SQLite::Database& db, const std::string& sql) {
+  SQLite::Statement query(db, sql);
+  query.executeStep();
+  return query.getColumn(0).getInt64();
+}
+
 Stats stats_of_customer(Store& store, const std::string& customer) {
   return must(store.stats(stats_query(customer)));
 }
@@ -260,6 +266,41 @@ TEST_SUITE("ingest log") {
     CHECK(eventually([&] { return std::filesystem::file_size(wal) == 0; }));
     CHECK(count("SELECT COUNT(*) FROM stored_events") == 50);
     CHECK(count("SELECT COUNT(*) FROM ingest_log") == 0);
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a reader holding an old snapshot delays the idle "
+                    "truncation, without a spin") {
+    SqliteTuning tuning;
+    tuning.idle_fold_delay_ms = 20;
+    REQUIRE(open(tuning) == "ok");
+    const std::string customer = new_customer();
+    CHECK(store->append(customer, make_event(kNow)));
+    // A read transaction of another connection, on the WAL's snapshot.
+    SQLite::Database reader(db_path().string(), SQLite::OPEN_READONLY);
+    reader.exec("BEGIN");
+    CHECK(query_int_on(reader, "SELECT COUNT(*) FROM stored_events") == 1);
+    CHECK(store->append(customer, make_event(kNow)));
+    CHECK(eventually([&] {
+      std::lock_guard lock(log_mutex);
+      for (const auto& line : log_lines) {
+        if (line.find("idle WAL truncation postponed") != std::string::npos) {
+          return true;
+        }
+      }
+      return false;
+    }));
+    const auto cpu_before = std::clock();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const double idle_cpu_seconds =
+        static_cast<double>(std::clock() - cpu_before) / CLOCKS_PER_SEC;
+    CHECK(idle_cpu_seconds < 0.1);
+    CHECK(store->append(customer, make_event(kNow)));  // not held up
+
+    reader.exec("COMMIT");
+    const auto wal = db_path().string() + "-wal";
+    CHECK(eventually([&] { return std::filesystem::file_size(wal) == 0; }));
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 3);
   }
 
   TEST_CASE_FIXTURE(StoreFixture,
