@@ -264,12 +264,14 @@ inline constexpr const char* kLogExtent =
     "SELECT (SELECT MIN(id) FROM ingest_log), (SELECT MAX(id) FROM"
     " ingest_log)";
 
-// A customer with a log row at or below ?1 that is not folded yet, if any:
-// the log's head is only deleted when this finds none.
-inline constexpr const char* kUnfoldedAtOrBelow =
-    "SELECT l.customer_id FROM ingest_log l WHERE l.id <= ?1 AND l.id >"
-    " COALESCE((SELECT m.folded_through FROM fold_marks m"
-    " WHERE m.customer_id = l.customer_id), 0) LIMIT 1";
+// Customers (?3 at most) with log rows ?1 <= id <= ?2 that are not folded
+// yet: the head chunk of the log is trimmed once the fold has found none
+// it can fold.
+inline constexpr const char* kUnfoldedInRange =
+    "SELECT DISTINCT l.customer_id FROM ingest_log l"
+    " WHERE l.id BETWEEN ?1 AND ?2 AND l.id > COALESCE((SELECT"
+    " m.folded_through FROM fold_marks m WHERE m.customer_id ="
+    " l.customer_id), 0) LIMIT ?3";
 
 // Every customer's unfolded log rows: count and oldest id (at open).
 inline constexpr const char* kUnfoldedCustomers =
@@ -277,8 +279,12 @@ inline constexpr const char* kUnfoldedCustomers =
     " WHERE l.id > COALESCE((SELECT m.folded_through FROM fold_marks m"
     " WHERE m.customer_id = l.customer_id), 0) GROUP BY l.customer_id";
 
-// ?1: log rows at or below it go (all folded).
-inline constexpr const char* kTrimLog = "DELETE FROM ingest_log WHERE id <= ?1";
+// ?1: the folded log rows at or below it go. Unfolded ones stay: those of a
+// customer whose fold keeps failing (see fold_step).
+inline constexpr const char* kTrimLog =
+    "DELETE FROM ingest_log WHERE id <= ?1 AND id <= COALESCE((SELECT"
+    " m.folded_through FROM fold_marks m WHERE m.customer_id ="
+    " ingest_log.customer_id), 0)";
 
 // The straightforward writes of one event, straight into loop_events and
 // the rollups: what the store does for a customer with several events in

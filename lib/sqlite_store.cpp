@@ -70,10 +70,19 @@ int record_wal_commit(void* state, sqlite3*, const char*, int pages) {
   return SQLITE_OK;
 }
 
-// After a checkpoint that failed (readers kept it from finishing for the
-// busy timeout), none is asked for again before this delay: short, since
-// the WAL grows meanwhile.
+// The writer's checkpoint (RESTART) waits this long for readers of older
+// snapshots, and kCheckpointBusyLongMs once the WAL has grown to twice its
+// checkpoint size. It never waits the whole busy timeout: appends would
+// wait with it, and a reader that keeps a snapshot for long keeps the WAL
+// from starting over however long this waits; the WAL then grows, and a
+// warning says so (checkpoint_if_due). After a checkpoint that failed,
+// none is tried again before kCheckpointRetryDelay, doubled after each
+// further failure up to the maximum: with such a reader, appends wait at
+// most 200 ms in 1.6 s.
+constexpr int kCheckpointBusyMs = 50;
+constexpr int kCheckpointBusyLongMs = 200;
 constexpr auto kCheckpointRetryDelay = std::chrono::milliseconds(100);
+constexpr auto kCheckpointRetryDelayMax = std::chrono::milliseconds(1600);
 // An idle truncation that failed is tried again after this delay, doubled
 // after each failure up to the maximum: it does not wait for readers.
 constexpr auto kTruncateRetryDelay = std::chrono::seconds(1);
@@ -449,14 +458,32 @@ class FoldSchedule {
     std::size_t rows = 0;
   };
 
-  // The log's first and last ids; 0, 0 when it is empty.
+  // The log's first and last ids, at open; 0, 0 when it is empty.
   void set_extent(std::int64_t first, std::int64_t last) {
     first_ = first;
     last_ = last;
   }
+  // The head chunk through `through` was trimmed: the next one starts
+  // after it (held rows left behind do not count any more); `last` is the
+  // log's newest id now, 0 when it is empty.
+  void trimmed(std::int64_t through, std::int64_t last) {
+    first_ = std::max(first_, through + 1);
+    last_ = last;
+  }
+  // The log's newest id as the database has it: rows another process
+  // logged past what this one knows.
+  void saw_last(std::int64_t last) {
+    if (last < first_) return;
+    if (first_ == 0) first_ = last;
+    last_ = std::max(last_, last);
+  }
+  // Where the next head chunk starts.
   std::int64_t first() const { return first_; }
-  // Rows the log holds, counting the gaps left by deleted customers.
-  std::int64_t rows() const { return first_ == 0 ? 0 : last_ - first_ + 1; }
+  // Rows from there to the newest, counting the gaps left by deleted
+  // customers.
+  std::int64_t rows() const {
+    return first_ == 0 || last_ < first_ ? 0 : last_ - first_ + 1;
+  }
 
   void logged(const std::string& customer, std::int64_t id,
               std::size_t fold_threshold) {
@@ -503,6 +530,7 @@ class FoldSchedule {
     h.until = now + h.delay;
   }
   void release_holds() { held_.clear(); }
+  void take_holds(FoldSchedule& other) { held_ = std::move(other.held_); }
 
   bool held(const std::string& customer, Clock::time_point now) const {
     const auto it = held_.find(customer);
@@ -950,6 +978,9 @@ class SqliteStore final : public Store {
 
   // Writer thread.
   void writer_main();
+  template <class HasWork>
+  void wait_for_turn(std::unique_lock<std::mutex>& lock, bool& draining,
+                     const HasWork& has_work);
   void gather_appends(std::unique_lock<std::mutex>& lock);
   void take_jobs(std::vector<Job*>& batch);
   bool append_inline(WaitedJob& job);
@@ -978,7 +1009,7 @@ class SqliteStore final : public Store {
   };
   Folded fold_customer(Connection& c, const std::string& customer,
                        std::size_t budget);
-  void read_log_extent(Connection& c);
+  std::int64_t newest_log_id(Connection& c);
   bool fold_due_at_hand_back() const;
   // Under mutex_: the WAL has frames and no backfill is at work, which a
   // truncation would only run into.
@@ -1024,6 +1055,8 @@ class SqliteStore final : public Store {
   WalState wal_;                     // used only by the holder of writer_
   // After a failed checkpoint or idle truncation (holder only).
   std::chrono::steady_clock::time_point checkpoint_retry_after_{};
+  std::chrono::milliseconds checkpoint_retry_delay_ = kCheckpointRetryDelay;
+  int checkpoint_warned_size_ = 0;
   std::chrono::steady_clock::time_point truncate_retry_after_{};
   std::chrono::seconds truncate_retry_delay_ = kTruncateRetryDelay;
   // PRAGMA data_version of writer_ at the last batch; -1 before the first.
@@ -1196,6 +1229,73 @@ void SqliteStore::note_seen(const std::string& customer_id, std::int64_t at) {
 
 // ---- The writer thread ------------------------------------------------------
 
+// The writer thread's wait between turns, under mutex_: returns once
+// `has_work()` (jobs, touches, a checkpoint, a fold that is due) or, with
+// `draining` set, an idle step can be taken (a fold, or the WAL's
+// truncation). `draining` is set here once nothing was appended for
+// idle_fold_delay_ms while the log holds rows or the WAL frames, and
+// cleared when nothing is left for it. All the deadlines of the idle
+// writer (the quiet period, a fold or a truncation waiting out a failed
+// one) are waited for together, the earliest first. fold_retry_after_ and
+// truncate_retry_after_ are written only by this thread's turns.
+template <class HasWork>
+void SqliteStore::wait_for_turn(std::unique_lock<std::mutex>& lock,
+                                bool& draining, const HasWork& has_work) {
+  using Clock = std::chrono::steady_clock;
+  const auto idle_delay = std::chrono::milliseconds(tuning_.idle_fold_delay_ms);
+  const Clock::time_point idle_since = Clock::now();
+  while (!has_work()) {
+    const Clock::time_point now = Clock::now();
+    if (fold_delayed_ && now >= fold_retry_after_) {
+      fold_urgent_ = true;  // a has_work() reason: the loop ends
+      fold_delayed_ = false;
+      continue;
+    }
+    if (truncate_delayed_ && now >= truncate_retry_after_) {
+      truncate_delayed_ = false;
+      wal_has_frames_ = true;
+    }
+    const bool fold_waits = now < fold_retry_after_;
+    if (draining) {
+      if ((log_has_rows_ && !fold_waits) || can_truncate_wal()) return;
+      if (!log_has_rows_ && !wal_has_frames_) draining = false;
+    }
+    Clock::time_point deadline = Clock::time_point::max();
+    if (!draining && (log_has_rows_ || wal_has_frames_)) {
+      // The quiet period: lone appends commit without this thread, so the
+      // clock is theirs, not this wait's.
+      const Clock::time_point quiet_until =
+          std::max(last_append_at_, idle_since) + idle_delay;
+      if (now >= quiet_until) {
+        draining = true;
+        continue;
+      }
+      deadline = quiet_until;
+    }
+    if (fold_delayed_ || (draining && log_has_rows_)) {
+      deadline = std::min(deadline, fold_retry_after_);
+    }
+    if (truncate_delayed_) deadline = std::min(deadline, truncate_retry_after_);
+    // Whatever the holder of the connection or the backfiller changes, and
+    // notifies, is looked at again.
+    const auto seen = std::make_tuple(
+        log_has_rows_, wal_has_frames_, fold_delayed_, truncate_delayed_,
+        backfill_running_, backfill_wanted_, last_append_at_);
+    const auto changed = [&] {
+      return has_work() ||
+             seen != std::make_tuple(log_has_rows_, wal_has_frames_,
+                                     fold_delayed_, truncate_delayed_,
+                                     backfill_running_, backfill_wanted_,
+                                     last_append_at_);
+    };
+    if (deadline == Clock::time_point::max()) {
+      wake_.wait(lock, changed);
+    } else {
+      wake_.wait_until(lock, deadline, changed);
+    }
+  }
+}
+
 void SqliteStore::writer_main() {
   std::vector<Job*> batch;
   batch.reserve(tuning_.max_batch);
@@ -1206,7 +1306,6 @@ void SqliteStore::writer_main() {
   // turn, for as long as nothing else arrives, then truncate the WAL.
   bool draining = false;
 
-  const auto idle_delay = std::chrono::milliseconds(tuning_.idle_fold_delay_ms);
   for (;;) {
     batch.clear();
     touches.clear();
@@ -1224,57 +1323,7 @@ void SqliteStore::writer_main() {
       const auto has_work = [&] {
         return has_jobs() || !pending_touches_.empty();
       };
-      // Waits until there is something to do now. fold_retry_after_ is
-      // the writer thread's own: only fold turns set it.
-      const auto fold_ready = [this] {
-        return std::chrono::steady_clock::now() >= fold_retry_after_;
-      };
-      const auto woken = [&] {
-        return has_work() || fold_delayed_ || truncate_delayed_;
-      };
-      const auto idle_since = std::chrono::steady_clock::now();
-      while (!has_work()) {
-        if (draining &&
-            ((log_has_rows_ && fold_ready()) || can_truncate_wal())) {
-          break;  // a drain step: fold, or truncate the WAL
-        }
-        if (fold_delayed_ || (draining && log_has_rows_)) {
-          // Folding is due, but waits out one that failed.
-          if (!wake_.wait_until(lock, fold_retry_after_, has_work) &&
-              fold_delayed_) {
-            fold_urgent_ = true;
-            fold_delayed_ = false;
-          }
-          continue;
-        }
-        if (truncate_delayed_) {
-          // An idle truncation failed: tried again after its delay, at
-          // the next idle moment. truncate_retry_after_ is the writer
-          // thread's own too.
-          const auto woken_sooner = [&] { return has_work() || fold_delayed_; };
-          if (!wake_.wait_until(lock, truncate_retry_after_, woken_sooner)) {
-            truncate_delayed_ = false;
-            wal_has_frames_ = true;
-          }
-          continue;
-        }
-        draining = false;
-        if (!log_has_rows_ && !wal_has_frames_) {
-          wake_.wait(lock, [&] {
-            return woken() || log_has_rows_ || wal_has_frames_;
-          });
-          continue;
-        }
-        // Idle with rows in the log or frames in the WAL: they are folded,
-        // and then the WAL truncated, once nothing was appended for
-        // idle_delay. Lone appends commit without this thread, so the
-        // clock is theirs, not this wait's.
-        const auto appended_at = last_append_at_;
-        const auto quiet_since = std::max(appended_at, idle_since);
-        if (!wake_.wait_until(lock, quiet_since + idle_delay, woken)) {
-          draining = last_append_at_ == appended_at;
-        }
-      }
+      wait_for_turn(lock, draining, has_work);
       if (!draining && !has_jobs()) wake_.wait_for(lock, kTouchDelay, has_jobs);
       // An inline appender may hold the connection; it wakes us when done.
       writer_waits_for_connection_ = true;
@@ -1282,10 +1331,11 @@ void SqliteStore::writer_main() {
       writer_waits_for_connection_ = false;
       writer_waits_for_ = 0;
       if (!queue_.empty()) draining = false;
-      fold_turn =
-          !stopping_ &&
-          ((fold_urgent_ && (queue_.empty() || !folded_last_turn)) ||
-           (draining && log_has_rows_ && fold_ready() && queue_.empty()));
+      const bool fold_ready =
+          std::chrono::steady_clock::now() >= fold_retry_after_;
+      fold_turn = !stopping_ &&
+                  ((fold_urgent_ && (queue_.empty() || !folded_last_turn)) ||
+                   (draining && log_has_rows_ && fold_ready && queue_.empty()));
       truncate_turn = !stopping_ && !fold_turn && draining &&
                       can_truncate_wal() && queue_.empty();
       if (truncate_turn) {
@@ -1612,7 +1662,8 @@ bool SqliteStore::file_has_moved(Connection& c) const {
 void SqliteStore::ask_for_checkpoint() {
   if (in_memory_ || wal_.pages < tuning_.wal_checkpoint_pages) return;
   if (std::chrono::steady_clock::now() < checkpoint_retry_after_) return;
-  if (!has_backfiller_ || wal_.pages >= 2 * tuning_.wal_checkpoint_pages) {
+  if (!has_backfiller_ ||
+      (wal_.pages >= 2 * tuning_.wal_checkpoint_pages && !backfill_running_)) {
     checkpoint_wanted_ = true;
     return;
   }
@@ -1653,20 +1704,39 @@ void SqliteStore::backfiller_main() noexcept {
 void SqliteStore::checkpoint_if_due(Connection& c) noexcept {
   if (in_memory_) return;
   if (wal_.pages < tuning_.wal_checkpoint_pages) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < checkpoint_retry_after_) return;
   sqlite3* db = c.db().getHandle();
   int wal_pages = 0;
   int checkpointed = 0;
+  // Readers are waited for only briefly: while this holds the connection,
+  // appends wait too, and a reader that keeps its snapshot would make
+  // every try wait the whole busy timeout. Longer as the WAL grows.
+  const int size = wal_.pages / tuning_.wal_checkpoint_pages;
+  sqlite3_busy_timeout(db,
+                       size >= 2 ? kCheckpointBusyLongMs : kCheckpointBusyMs);
   const int rc = sqlite3_wal_checkpoint_v2(
       db, "main", SQLITE_CHECKPOINT_RESTART, &wal_pages, &checkpointed);
+  sqlite3_busy_timeout(db, tuning_.busy_timeout_ms);
   if (rc == SQLITE_OK) {
     wal_.pages = 0;  // the next commit starts the WAL over
+    checkpoint_retry_delay_ = kCheckpointRetryDelay;
+    checkpoint_warned_size_ = 0;
     return;
   }
-  checkpoint_retry_after_ =
-      std::chrono::steady_clock::now() + kCheckpointRetryDelay;
-  log_quietly(kLogWarn, [rc, wal_pages] {
+  checkpoint_retry_after_ = now + checkpoint_retry_delay_;
+  checkpoint_retry_delay_ = std::min<std::chrono::milliseconds>(
+      checkpoint_retry_delay_ * 2, kCheckpointRetryDelayMax);
+  // -1 pages: the backfiller holds the checkpoint; it asks again when done.
+  if (wal_pages < 0) return;
+  // A warning each time the WAL has doubled again, from four times its
+  // checkpoint size: a reader keeps an old snapshot open.
+  const bool warn = size >= 4 && size >= 2 * checkpoint_warned_size_;
+  if (warn) checkpoint_warned_size_ = size;
+  log_quietly(warn ? kLogWarn : kLogDebug, [rc, wal_pages] {
     return std::string("WAL checkpoint postponed: ") + sqlite3_errstr(rc) +
-           " (" + std::to_string(wal_pages) + " pages in the WAL)";
+           " (" + std::to_string(wal_pages) +
+           " pages in the WAL; a reader keeps an older snapshot)";
   });
 }
 
@@ -1727,7 +1797,9 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
   if (started < fold_retry_after_) return false;
   try {
     if (schedule_stale_) {
-      schedule_ = scan_fold_schedule(c, tuning_);
+      FoldSchedule fresh = scan_fold_schedule(c, tuning_);
+      fresh.take_holds(schedule_);
+      schedule_ = std::move(fresh);
       schedule_stale_ = false;
     }
     const bool trimming = drain || schedule_.rows() > static_cast<std::int64_t>(
@@ -1737,7 +1809,7 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
     if (drain && rows_before == 0) {
       // Idle or closing with nothing logged here: another process may
       // have logged rows (or died before folding them).
-      read_log_extent(c);
+      schedule_.saw_last(newest_log_id(c));
       if (schedule_.rows() == 0) return false;
     }
     const std::int64_t head_end =
@@ -1753,6 +1825,7 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
     std::vector<Done> done;
     std::vector<std::string> refused;
     bool trimmed = false;
+    std::int64_t newest_after_trim = 0;
     // A fold moves rows within the file: it needs no flush of its own.
     c.run(kSyncNormal);
     begin_write(c);
@@ -1780,25 +1853,39 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
       fold_one(customer);
     }
     if (done.empty() && refused.empty() && trimming && schedule_.rows() > 0) {
-      // Nothing this process knows of is left in the head chunk; rows
-      // another process logged may be.
-      std::optional<std::string> other;
+      // Nothing this process knows of is left to fold in the head chunk;
+      // rows another process logged may be. Once none is left but those of
+      // held customers, the chunk's folded rows are deleted, and the next
+      // chunk starts after it: held rows stay behind, in the schedule, and
+      // do not stop the log from being trimmed.
+      std::vector<std::string> others;
       {
-        Use unfolded(c.statement(sql::kUnfoldedAtOrBelow));
-        unfolded->bind(1, head_end);
-        if (unfolded->executeStep()) other = unfolded->getColumn(0).getString();
+        Use unfolded(c.statement(sql::kUnfoldedInRange));
+        unfolded->bind(1, schedule_.first());
+        unfolded->bind(2, head_end);
+        unfolded->bind(3, static_cast<std::int64_t>(tuning_.fold_step_rows));
+        while (unfolded->executeStep()) {
+          std::string customer = unfolded->getColumn(0).getString();
+          if (!schedule_.held(customer, started)) {
+            others.push_back(std::move(customer));
+          }
+        }
       }
-      if (!other) {
+      for (const std::string& customer : others) {
+        if (budget == 0) break;
+        fold_one(customer);
+      }
+      if (others.empty()) {
         Use trim(c.statement(sql::kTrimLog));
         trim->bind(1, head_end);
-        trimmed = trim->exec() > 0;
-        read_log_extent(c);
-      } else if (!schedule_.held(*other, started)) {
-        fold_one(*other);
+        trim->exec();
+        trimmed = true;
+        newest_after_trim = newest_log_id(c);
       }
     }
     c.run(kCommit);
     c.run(kSyncFull);
+    if (trimmed) schedule_.trimmed(head_end, newest_after_trim);
     bool progress = trimmed || schedule_.rows() != rows_before;
     for (const Done& d : done) {
       schedule_.folded(d.customer, d.folded.rows, d.folded.through,
@@ -1806,6 +1893,7 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
       progress = true;
     }
     for (const std::string& customer : refused) {
+      schedule_.want(customer);  // held, but tried again after the hold
       schedule_.hold(customer, started, kFoldRetryDelay, kFoldHoldMax);
     }
     return progress;
@@ -1821,17 +1909,11 @@ bool SqliteStore::fold_step(Connection& c, bool drain) noexcept {
   }
 }
 
-// Reads the log's extent into the schedule, inside the caller's
-// transaction or not.
-void SqliteStore::read_log_extent(Connection& c) {
+// The log's newest id; 0 when it is empty.
+std::int64_t SqliteStore::newest_log_id(Connection& c) {
   Use extent(c.statement(sql::kLogExtent));
   extent->executeStep();
-  if (extent->getColumn(0).isNull()) {
-    schedule_.set_extent(0, 0);
-  } else {
-    schedule_.set_extent(extent->getColumn(0).getInt64(),
-                         extent->getColumn(1).getInt64());
-  }
+  return extent->getColumn(1).isNull() ? 0 : extent->getColumn(1).getInt64();
 }
 
 // Folds up to `budget` (at least one) of `customer`'s unfolded log rows,
@@ -2009,7 +2091,7 @@ void SqliteStore::final_checkpoint() noexcept {
   try {
     writer_->db().exec("PRAGMA wal_checkpoint(TRUNCATE)");
   } catch (...) {
-    log(kLogWarn, current_error("close").message);
+    log_quietly(kLogWarn, [] { return current_error("close").message; });
   }
 }
 

@@ -38,8 +38,20 @@
 // idle_fold_delay_ms or the store closes. Folds and the deletion of the
 // log's folded head commit without their own flush (synchronous=NORMAL):
 // they move rows within the file atomically, so a power cut can only undo
-// a whole fold, and the next acknowledging commit flushes them anyway.
-
+// a whole fold, and the next acknowledging commit flushes them anyway. A
+// customer whose rows cannot be folded (a constraint or trigger refuses
+// them) is undone alone and tried again later, from 1 s to 64 s apart; its
+// rows stay in the log, still read, and do not stop the others' folding
+// or the log's trimming. Rows another process logged are found when the
+// log's head is trimmed, or at close.
+//
+// WAL: once it holds wal_checkpoint_pages, a backfiller thread copies it
+// into the database file; the writer then starts it over, waiting for
+// readers of older snapshots 50 ms at most (200 ms once it has doubled),
+// and an idle writer truncates the file without waiting. A reader that
+// keeps a snapshot for long makes the WAL grow rather than hold up
+// appends; a warning says so each time it has doubled again.
+//
 // Reads: a small pool of connections with query_only set; WAL readers never
 // block the writer and see only committed transactions. Each read runs
 // inside one read transaction (a consistent snapshot, so a fold is seen

@@ -402,6 +402,86 @@ TEST_SUITE("ingest log") {
     CHECK(rollup_differences(db_path()) == "");
   }
 
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a customer whose fold fails does not stop the trimming") {
+    SqliteTuning tuning = log_only();
+    tuning.max_log_rows = 40;
+    tuning.trim_rows = 10;
+    tuning.fold_step_rows = 16;
+    REQUIRE(open(tuning) == "ok");
+    const std::string refused = new_customer("Refused");
+    std::vector<std::string> others;
+    for (int i = 0; i < 20; ++i) others.push_back(new_customer("Other"));
+    execute(db_path(),
+            "CREATE TRIGGER refuse_folds BEFORE INSERT ON loop_events"
+            " WHEN NEW.customer_id = '" +
+                refused +
+                "'"
+                " BEGIN SELECT RAISE(ABORT, 'the test refuses folds'); END");
+    // The refused customer's event heads the log.
+    CHECK(store->append(refused, make_event(kNow)));
+    for (int round = 0; round < 11; ++round) {
+      for (const auto& other : others) {
+        CHECK(store->append(other, make_event(kNow)));
+      }
+    }
+    const auto unfolded_of_others = [&] {
+      return count(
+          "SELECT COUNT(*) FROM ingest_log l WHERE l.customer_id <> '" +
+          refused +
+          "' AND l.id > COALESCE((SELECT folded_through FROM fold_marks m"
+          " WHERE m.customer_id = l.customer_id), 0)");
+    };
+    // The others are folded and the log trimmed past the held row, down to
+    // about max_log_rows.
+    CHECK(eventually(
+        [&] { return count("SELECT COUNT(*) FROM ingest_log") <= 51; }));
+    CHECK(unfolded_of_others() < 40);
+    CHECK(count("SELECT COUNT(*) FROM ingest_log WHERE customer_id = '" +
+                refused + "'") == 1);
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 221);
+
+    execute(db_path(), "DROP TRIGGER refuse_folds");
+    REQUIRE(fold_by_reopening(log_only()) == "ok");
+    CHECK(count("SELECT COUNT(*) FROM loop_events") == 221);
+    CHECK(rollup_differences(db_path()) == "");
+  }
+
+  TEST_CASE_FIXTURE(StoreFixture,
+                    "a reader holding an old snapshot does not hold up "
+                    "appends or close()") {
+    // The busy timeout a checkpoint would wait out for the reader, were it
+    // to wait: a stall would show as an append or a close() this long.
+    SqliteTuning tuning;
+    tuning.busy_timeout_ms = 3000;
+    tuning.wal_checkpoint_pages = 20;
+    tuning.fold_step_rows = 8;
+    tuning.trim_rows = 16;
+    tuning.direct_rows = 0;
+    REQUIRE(open(tuning) == "ok");
+    const std::string customer = new_customer();
+    CHECK(store->append(customer, make_event(kNow)));
+    SQLite::Database reader(db_path().string(), SQLite::OPEN_READONLY);
+    reader.exec("BEGIN");
+    CHECK(query_int_on(reader, "SELECT COUNT(*) FROM stored_events") == 1);
+
+    using Clock = std::chrono::steady_clock;
+    Clock::duration slowest{};
+    for (const LoopEvent& e : mixed_events(300, 17)) {
+      const auto started = Clock::now();
+      CHECK(store->append(customer, e));
+      slowest = std::max(slowest, Clock::now() - started);
+    }
+    CHECK(slowest < std::chrono::milliseconds(2000));
+    // close() folds about 38 steps; it may wait for the reader once, in
+    // its final truncation of the WAL, not once a step.
+    const auto closing = Clock::now();
+    CHECK(store->close());
+    CHECK(Clock::now() - closing < std::chrono::milliseconds(6500));
+    reader.exec("COMMIT");
+    CHECK(count("SELECT COUNT(*) FROM stored_events") == 301);
+  }
+
   TEST_CASE_FIXTURE(StoreFixture, "fold tunings of zero are refused") {
     for (std::size_t SqliteTuning::*field :
          {&SqliteTuning::fold_threshold, &SqliteTuning::fold_step_rows,

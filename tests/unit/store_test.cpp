@@ -807,9 +807,14 @@ TEST_SUITE("store") {
     CHECK(plan(sqlite::sql::kNthUnfoldedLogRow) ==
           "SEARCH ingest_log USING COVERING INDEX " + log_by_customer +
               " (customer_id=? AND rowid>?)");
-    CHECK(plan(sqlite::sql::kUnfoldedAtOrBelow) ==
-          "SEARCH l USING INTEGER PRIMARY KEY (rowid<?); CORRELATED SCALAR "
-          "SUBQUERY 1; SEARCH m USING PRIMARY KEY (customer_id=?)");
+    CHECK(plan(sqlite::sql::kUnfoldedInRange) ==
+          "SEARCH l USING INTEGER PRIMARY KEY (rowid>? AND rowid<?); "
+          "CORRELATED SCALAR SUBQUERY 1; SEARCH m USING PRIMARY KEY "
+          "(customer_id=?); USE TEMP B-TREE FOR DISTINCT");
+    CHECK(plan(sqlite::sql::kTrimLog) ==
+          "SEARCH ingest_log USING INTEGER PRIMARY KEY (rowid<?); "
+          "CORRELATED SCALAR SUBQUERY 1; SEARCH m USING PRIMARY KEY "
+          "(customer_id=?)");
     CHECK(plan(sqlite::sql::kAuthenticate) ==
           "SEARCH tokens USING PRIMARY KEY (token_hash=?)");
     CHECK(plan(sqlite::sql::kCustomerExists) ==
